@@ -1,0 +1,46 @@
+"""The ASGI application: `create_app(platform)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from conveyor import __version__
+from conveyor.api import errors
+from conveyor.api.middleware import AccessLog, RejectKeysInQuery
+from conveyor.api.routes import health, keys
+from conveyor.config import Settings
+from conveyor.platform import Platform
+
+
+def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
+    """The HTTP app over `platform`; with `owns_platform`, its lifespan opens and closes it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not owns_platform:
+            yield
+            return
+        async with platform:
+            yield
+
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        summary="Queues, workers, records and a back-office, behind one authenticated API.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(keys.router)
+    app.add_middleware(RejectKeysInQuery)
+    app.add_middleware(AccessLog)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory `conveyor serve` hands to uvicorn (once per worker process)."""
+    return create_app(Platform(Settings.load()), owns_platform=True)

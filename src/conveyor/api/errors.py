@@ -1,0 +1,96 @@
+"""The one table from exceptions to HTTP statuses, and the handlers that apply it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from conveyor import exceptions as exc
+from conveyor.api.responses import error_response
+
+log = logging.getLogger(__name__)
+
+#: Most specific first: the first class that matches decides.
+STATUS: list[tuple[type[exc.ConveyorError], int]] = [
+    (exc.PayloadTooLarge, 413),
+    (exc.UnsupportedMediaType, 415),
+    (exc.BadRequest, 400),
+    (exc.Unauthenticated, 401),
+    (exc.Forbidden, 403),
+    (exc.NotFound, 404),
+    (exc.Conflict, 409),
+    (exc.ValidationError, 422),
+    (exc.BackendError, 503),
+    (exc.ConfigurationError, 500),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+
+def status_for(error: exc.ConveyorError) -> int:
+    return next((status for cls, status in STATUS if isinstance(error, cls)), 500)
+
+
+async def _conveyor_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, exc.ConveyorError)
+    status = status_for(error)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, error.code, error.message, error.details, headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "body")
+
+
+async def _validation_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    problems = list(error.errors())
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    if any(p.get("type") == "missing" and tuple(p.get("loc", ())) == ("body",) for p in problems):
+        return error_response(400, "missing_body", "a JSON request body is required")
+    details = [{"field": _location(tuple(p.get("loc", ()))), "message": p["msg"]} for p in problems]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return error_response(422, "validation_failed", summary, details)
+
+
+async def _http_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = _HTTP_CODES.get(error.status_code, "error")
+    return error_response(error.status_code, code, str(error.detail), headers=error.headers)
+
+
+async def _database_unavailable(_: Request, error: Exception) -> Response:
+    log.warning("database unavailable: %s", error)
+    return error_response(503, "database_unavailable", "the database is unavailable; retry later")
+
+
+async def _unexpected(_: Request, error: Exception) -> Response:
+    log.error("unhandled error", exc_info=error)
+    return error_response(500, "internal_error", "internal error; the server log has details")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(exc.ConveyorError, _conveyor_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    for db_error in (OperationalError, InterfaceError, PoolTimeout, ConnectionError):
+        app.add_exception_handler(db_error, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,22 @@
+"""The `conveyor` command."""
+
+from __future__ import annotations
+
+import typer
+
+from conveyor.cli import keys, serve, users
+
+app = typer.Typer(
+    name="conveyor",
+    help="Conveyor: queues, workers, records and a back-office.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+serve.register(app)
+app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
+
+
+def main() -> None:
+    app()

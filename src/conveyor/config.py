@@ -1,0 +1,95 @@
+"""Settings, read once from `CONVEYOR_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from conveyor.exceptions import ConfigurationError
+
+SECRET_KEY_FILE = "secret_key"
+DATABASE_FILE = "conveyor.db"
+
+
+class Settings(BaseSettings):
+    """Everything Conveyor can be told from the environment.
+
+    Build it with `Settings.load()`: that resolves the database URL and the secret key,
+    creating the data dir and the key file on first start.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONVEYOR_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path(".conveyor")
+    #: `sqlite:///path`, `postgresql://user@host/db` (the async driver is chosen for you).
+    database_url: str = ""
+    #: PostgreSQL only: the schema holding Conveyor's tables (default: the search path).
+    database_schema: str | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    #: SQLite `synchronous` pragma: FULL survives power loss, NORMAL only process crashes.
+    sqlite_synchronous: str = "FULL"
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    #: Encrypts stored queue credentials and signs back-office sessions. Comma-separated
+    #: list to rotate: the first encrypts, all decrypt.
+    secret_key: SecretStr = SecretStr("")
+    #: Seconds an authenticated API key stays cached; revocation takes effect within it.
+    key_cache_ttl_s: float = Field(default=2.0, ge=0, le=60)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _synchronous(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("must be one of OFF, NORMAL, FULL, EXTRA")
+        return value
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Read the environment, then fill in the database URL and the secret key."""
+        try:
+            settings = cls(**overrides)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid CONVEYOR_* setting: {exc}") from exc
+        return settings.resolved()
+
+    def resolved(self) -> Settings:
+        url = self.database_url or f"sqlite:///{self.data_dir / DATABASE_FILE}"
+        key = self.secret_key.get_secret_value() or load_or_create_secret_key(self.data_dir)
+        return self.model_copy(update={"database_url": url, "secret_key": SecretStr(key)})
+
+    @property
+    def secret_keys(self) -> list[str]:
+        return [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
+
+
+def load_or_create_secret_key(data_dir: Path) -> str:
+    """The key in `<data_dir>/secret_key`, written (mode 0600) on first use."""
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    # Write a private temp file, then link it into place: link() fails if another
+    # process won the race, and nobody ever reads a half-written key.
+    tmp = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        key = path.read_text().strip()
+    finally:
+        tmp.unlink()
+    return key

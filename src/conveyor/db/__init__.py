@@ -1,0 +1,7 @@
+"""The platform database: one engine, explicit read and write transactions."""
+
+from __future__ import annotations
+
+from conveyor.db.engine import Database, async_url
+
+__all__ = ["Database", "async_url"]

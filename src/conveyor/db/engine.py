@@ -1,0 +1,164 @@
+"""The database engine, for SQLite (the embedded default) and PostgreSQL.
+
+SQLite gets WAL mode, a busy timeout and `BEGIN IMMEDIATE` for write transactions: a
+deferred transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT when
+another process wrote in between, and SQLite never retries that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import URL, event, make_url, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from conveyor.config import Settings
+from conveyor.exceptions import ConfigurationError
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_DRIVERS: dict[str, Dialect] = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "sqlite+aiosqlite": "sqlite",
+    "postgres": "postgresql",
+    "postgresql": "postgresql",
+    "postgresql+psycopg": "postgresql",
+    "postgresql+psycopg2": "postgresql",
+    "postgresql+asyncpg": "postgresql",
+}
+_ASYNC_DRIVER: dict[Dialect, str] = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str) -> URL:
+    """The URL a user wrote, with the async driver Conveyor uses for its database."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"CONVEYOR_DATABASE_URL is not a database URL: {exc}") from exc
+    dialect = _DRIVERS.get(parsed.drivername)
+    if dialect is None:
+        raise ConfigurationError(
+            f"unsupported database {parsed.drivername!r}: use sqlite:///path or postgresql://…"
+        )
+    if dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigurationError(
+            "an in-memory SQLite database cannot be shared between connections; "
+            "use a file, e.g. sqlite:///./conveyor.db"
+        )
+    query = dict(parsed.query)
+    if dialect == "postgresql" and "sslmode" in query:
+        # libpq spelling → asyncpg spelling.
+        query["ssl"] = query.pop("sslmode")
+    return parsed.set(drivername=_ASYNC_DRIVER[dialect], query=query)
+
+
+class Database:
+    """An async engine plus the two kinds of transaction Conveyor uses."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 10,
+        sqlite_synchronous: str = "FULL",
+        sqlite_busy_timeout_ms: int = 30_000,
+    ) -> None:
+        self.url = async_url(url)
+        self.dialect: Dialect = "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
+        self.schema = schema
+        self.engine: AsyncEngine = (
+            self._sqlite_engine(sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
+            if self.dialect == "sqlite"
+            else self._postgresql_engine(schema, pool_size)
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.database_url,
+            schema=settings.database_schema,
+            pool_size=settings.database_pool_size,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+
+    def _sqlite_engine(self, synchronous: str, busy_timeout_ms: int, pool_size: int) -> AsyncEngine:
+        assert self.url.database is not None
+        Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_args={"timeout": busy_timeout_ms / 1000},
+        )
+        pragmas = (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={synchronous}",
+            f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
+            "PRAGMA foreign_keys=ON",
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in pragmas:
+                cursor.execute(pragma)
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+        return engine
+
+    def _postgresql_engine(self, schema: str | None, pool_size: int) -> AsyncEngine:
+        server_settings = {"application_name": "conveyor"}
+        if schema:
+            server_settings["search_path"] = schema
+        return create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_recycle=1800,
+            connect_args={"server_settings": server_settings, "timeout": 10},
+        )
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for reading (may also write on PostgreSQL, never needed)."""
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: takes SQLite's write lock up front."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(sqlite_begin="IMMEDIATE")
+            async with conn.begin():
+                yield conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
