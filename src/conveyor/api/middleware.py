@@ -68,6 +68,4 @@ class AccessLog:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            access_log.info(
-                "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms
-            )
+            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)

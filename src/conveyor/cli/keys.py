@@ -18,9 +18,7 @@ def create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
     scope: Annotated[
         list[str],
-        typer.Option(
-            "--scope", help=f"Repeat for several: {', '.join(s.value for s in Scope)}."
-        ),
+        typer.Option("--scope", help=f"Repeat for several: {', '.join(s.value for s in Scope)}."),
     ],
     queue: Annotated[
         list[str] | None,

@@ -75,7 +75,9 @@ class Database:
         sqlite_busy_timeout_ms: int = 30_000,
     ) -> None:
         self.url = async_url(url)
-        self.dialect: Dialect = "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
+        self.dialect: Dialect = (
+            "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
+        )
         self.schema = schema
         self.engine: AsyncEngine = (
             self._sqlite_engine(sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)

@@ -55,7 +55,9 @@ async def migrate(db: Database) -> MigrationResult:
     async with db.write() as conn:
         if db.dialect == "postgresql":
             # Serialise concurrent starters; SQLite's BEGIN IMMEDIATE already does.
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
         return await conn.run_sync(_upgrade)
 
 

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import httpx
+
+from conveyor.api import create_app
+from conveyor.config import Settings
+from conveyor.platform import Platform
+
+
+async def test_health_and_ready(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+async def test_ready_is_503_when_the_database_does_not_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        database_url="postgresql://postgres@127.0.0.1:1/none",
+        secret_key="k",  # type: ignore[arg-type]
+    )
+    platform = Platform(settings)
+    transport = httpx.ASGITransport(app=create_app(platform))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/health")).status_code == 200
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "not_ready"
+    await platform.db.close()
+
+
+async def test_openapi_and_docs_are_served(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert "/api/v1/me" in spec["paths"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_unknown_routes_get_a_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli.helpers import cli_env, conveyor, serving
+from tests.conftest import DatabaseTarget
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(database: DatabaseTarget, tmp_path: Path) -> dict[str, str]:
+    return cli_env(database, tmp_path / "data")
+
+
+def test_keys_create_prints_the_key_alone_on_its_last_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = conveyor("keys", "create", "--name", "t", "--scope", "admin", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip().splitlines()[-1]
+    assert token.startswith("cvk_") and " " not in token
+    listed = conveyor("keys", "list", env=env, cwd=tmp_path)
+    assert listed.returncode == 0
+    keyid = token.split("_")[1]
+    assert keyid in listed.stdout and token not in listed.stdout
+    revoked = conveyor("keys", "revoke", keyid, env=env, cwd=tmp_path)
+    assert revoked.returncode == 0 and "Revoked" in revoked.stdout
+    assert "revoked" in conveyor("keys", "list", env=env, cwd=tmp_path).stdout
+
+
+def test_cli_errors_are_one_clear_line(env: dict[str, str], tmp_path: Path) -> None:
+    bad_scope = conveyor("keys", "create", "--name", "t", "--scope", "root", env=env, cwd=tmp_path)
+    assert bad_scope.returncode == 1
+    assert "unknown scope 'root'" in bad_scope.stderr and "Traceback" not in bad_scope.stderr
+    missing = conveyor("keys", "revoke", "ffffffffffffffff", env=env, cwd=tmp_path)
+    assert missing.returncode == 1 and "no API key" in missing.stderr
+    bad_url = conveyor("migrate", env=env | {"CONVEYOR_DATABASE_URL": "mysql://x/y"}, cwd=tmp_path)
+    assert bad_url.returncode == 2 and "unsupported database" in bad_url.stderr
+
+
+def test_users_create_reads_the_password_from_stdin(env: dict[str, str], tmp_path: Path) -> None:
+    args = ("users", "create", "--username", "ana", "--password-stdin")
+    created = conveyor(*args, env=env, cwd=tmp_path, stdin="correct horse battery\n")
+    assert created.returncode == 0, created.stderr
+    again = conveyor(*args, env=env, cwd=tmp_path, stdin="correct horse battery\n")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    short = conveyor(
+        "users",
+        "create",
+        "--username",
+        "bob",
+        "--password-stdin",
+        env=env,
+        cwd=tmp_path,
+        stdin="short\n",
+    )
+    assert short.returncode == 1 and "at least 8" in short.stderr
+
+
+def test_serve_answers_and_a_second_start_reuses_the_database(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with serving(env, tmp_path) as server:
+        base = server.base
+        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+        assert httpx.get(f"{base}/ready").status_code == 200
+    token = conveyor("keys", "create", "--name", "t", "--scope", "admin", env=env, cwd=tmp_path)
+    key = token.stdout.strip().splitlines()[-1]
+    with serving(env, tmp_path, "--workers", "2") as server:
+        me = httpx.get(f"{server.base}/api/v1/me", headers={"Authorization": f"Bearer {key}"})
+        assert me.status_code == 200 and me.json()["name"] == "t"
+    secret = tmp_path / "data" / "secret_key"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_first_serve_tells_how_to_create_a_key(env: dict[str, str], tmp_path: Path) -> None:
+    with serving(env, tmp_path) as server:
+        pass
+    output = server.output
+    assert "conveyor keys create --name admin --scope admin" in output
+    assert "migrated empty" in output
