@@ -5,7 +5,19 @@ Migrations in `conveyor/migrations` create these; a test checks that the two agr
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 from conveyor.db.types import UTCDateTime
 
@@ -41,4 +53,65 @@ users = Table(
     Column("is_active", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+queues = Table(
+    "conveyor_queues",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("type", String(16), nullable=False),
+    Column("url", String(2048), nullable=True),
+    Column("username", String(255), nullable=True),
+    #: Fernet token; the plain password never touches the database.
+    Column("password_encrypted", Text, nullable=True),
+    Column("region", String(64), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("options", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: The embedded queue. Times are epoch milliseconds: cheap to compare and index on
+#: both databases. A message is visible when `visible_at <= now`; claiming it sets a
+#: `lease_id` and pushes `visible_at` to the end of the lease, so an expired lease
+#: makes it visible again without anyone having to notice the crash.
+messages = Table(
+    "conveyor_messages",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "queue_id", String(32), ForeignKey("conveyor_queues.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("message_id", String(36), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("headers", JSON, nullable=True),
+    Column("ordering_key", String(255), nullable=True),
+    #: ready | dead
+    Column("state", String(8), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("published_at", BigInteger, nullable=False),
+    Column("visible_at", BigInteger, nullable=False),
+    Column("lease_id", String(32), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("dead_at", BigInteger, nullable=True),
+    Index("ix_conveyor_messages_claim", "queue_id", "state", "visible_at", "id"),
+)
+
+idempotency_keys = Table(
+    "conveyor_idempotency_keys",
+    metadata,
+    Column(
+        "queue_id",
+        String(32),
+        ForeignKey("conveyor_queues.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(255), primary_key=True),
+    #: The first answer, returned again to retries; NULL while the first is in progress.
+    Column("response", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_conveyor_idempotency_keys_created_at", "created_at"),
 )
