@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
     #: Seconds an authenticated API key stays cached; revocation takes effect within it.
     key_cache_ttl_s: float = Field(default=2.0, ge=0, le=60)
+    #: Refuse queue URLs that point at private, loopback, link-local or metadata
+    #: addresses (for multi-tenant deployments; local brokers are normal in development).
+    deny_private_queue_urls: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -8,12 +8,20 @@ import logging
 from types import TracebackType
 
 from conveyor.config import Settings
+from conveyor.crypto import SecretBox
 from conveyor.db import Database
 from conveyor.db.migrate import MigrationResult, migrate
 from conveyor.keys import KeyStore
+from conveyor.queues.embedded import EmbeddedStore
+from conveyor.queues.idempotency import IdempotencyStore
+from conveyor.queues.pool import BackendPool
+from conveyor.queues.publisher import Publisher
+from conveyor.queues.registry import QueueRegistry
 from conveyor.users import UserStore
 
 log = logging.getLogger(__name__)
+
+IDEMPOTENCY_PRUNE_INTERVAL_S = 3600.0
 
 
 class Platform:
@@ -28,6 +36,16 @@ class Platform:
         self.db = Database.from_settings(settings)
         self.keys = KeyStore(self.db, cache_ttl_s=settings.key_cache_ttl_s)
         self.users = UserStore(self.db)
+        self.queues = QueueRegistry(
+            self.db,
+            SecretBox(settings.secret_keys),
+            cache_ttl_s=settings.key_cache_ttl_s,
+            deny_private_urls=settings.deny_private_queue_urls,
+        )
+        self.embedded = EmbeddedStore(self.db)
+        self.backends = BackendPool(self.queues, self.embedded)
+        self.idempotency = IdempotencyStore(self.db)
+        self.publisher = Publisher(self.backends, self.idempotency)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def migrate(self) -> MigrationResult:
@@ -35,6 +53,15 @@ class Platform:
 
     async def open(self) -> None:
         self._tasks.append(asyncio.create_task(self.keys.run_usage_flusher()))
+        self._tasks.append(asyncio.create_task(self._prune_idempotency_keys()))
+
+    async def _prune_idempotency_keys(self) -> None:
+        while True:
+            try:
+                await self.idempotency.prune()
+            except Exception:
+                log.warning("could not prune old idempotency keys; will retry", exc_info=True)
+            await asyncio.sleep(IDEMPOTENCY_PRUNE_INTERVAL_S)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -47,6 +74,8 @@ class Platform:
             await self.keys.flush_usage()
         except Exception:
             log.warning("could not record API key usage at shutdown", exc_info=True)
+        await self.backends.close()
+        await self.embedded.close()
         await self.db.close()
 
     async def __aenter__(self) -> Platform:

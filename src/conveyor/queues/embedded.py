@@ -1,0 +1,311 @@
+"""The embedded queue: a table in Conveyor's own database.
+
+PostgreSQL claims rows with `FOR UPDATE SKIP LOCKED`, so competing workers never wait
+on each other; SQLite claims inside `BEGIN IMMEDIATE`, which serialises claimers across
+processes on one file. See `db/tables.py` for the meaning of the columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, case, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from conveyor.db import Database
+from conveyor.db.tables import messages
+from conveyor.exceptions import BackendError, BadRequest
+from conveyor.queues import base
+from conveyor.queues.base import (
+    CheckResult,
+    DeadLetter,
+    DeadLetterPage,
+    Delivery,
+    OutgoingMessage,
+    PublishResult,
+    QueueStats,
+)
+from conveyor.queues.group_commit import GroupCommit
+from conveyor.queues.model import Queue
+
+READY, DEAD = "ready", "dead"
+#: How often an idle receiver looks again when nothing wakes it sooner.
+POLL_INTERVAL_S = 0.1
+LEASE_EXPIRED_ERROR = "the lease expired on every attempt (did the worker crash?)"
+
+
+class EmbeddedStore:
+    """The SQL side of every embedded queue of one platform (they share a table)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], int] = base.now_ms) -> None:
+        self.db = db
+        #: Epoch milliseconds; tests drive it by hand.
+        self.clock = clock
+        writers = 1 if db.dialect == "sqlite" else 4
+        self._inserts: GroupCommit[dict[str, Any], int] = GroupCommit(self._insert, writers=writers)
+        self._published: dict[str, asyncio.Event] = {}
+
+    async def close(self) -> None:
+        await self._inserts.close()
+
+    def backend(self, queue: Queue) -> EmbeddedBackend:
+        return EmbeddedBackend(queue, self)
+
+    async def _insert(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        statement = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+        async with self.db.write() as conn:
+            result = await conn.execute(statement, list(rows))
+            ids = list(result.scalars())
+        for queue_id in {row["queue_id"] for row in rows}:
+            self.event(queue_id).set()
+        return ids
+
+    async def insert(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        try:
+            return await self._inserts.submit(rows)
+        except SQLAlchemyError as exc:
+            raise BackendError(f"the embedded queue could not store the message: {exc}") from exc
+
+    def event(self, queue_id: str) -> asyncio.Event:
+        """Set when this process commits a message to the queue: wakes its receivers."""
+        return self._published.setdefault(queue_id, asyncio.Event())
+
+
+class EmbeddedBackend:
+    def __init__(self, queue: Queue, store: EmbeddedStore) -> None:
+        self.queue = queue
+        self._store = store
+        self._db = store.db
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _row(self, message: OutgoingMessage) -> dict[str, Any]:
+        return {
+            "queue_id": self.queue.id,
+            "message_id": message.id,
+            "payload": message.body.decode(),
+            "headers": dict(message.headers) or None,
+            "ordering_key": message.ordering_key,
+            "state": READY,
+            "attempt": 0,
+            "published_at": message.published_at_ms,
+            "visible_at": self._store.clock(),
+        }
+
+    async def publish(self, message: OutgoingMessage) -> PublishResult:
+        (row_id,) = await self._store.insert([self._row(message)])
+        return PublishResult(message.id, str(row_id))
+
+    async def publish_batch(self, batch: Sequence[OutgoingMessage]) -> list[PublishResult]:
+        ids = await self._store.insert([self._row(m) for m in batch])
+        return [PublishResult(m.id, str(i)) for m, i in zip(batch, ids, strict=True)]
+
+    async def receive(self, max_messages: int, *, wait_s: float = 0) -> list[Delivery]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        event = self._store.event(self.queue.id)
+        while True:
+            event.clear()
+            deliveries = await self._claim(max_messages)
+            remaining = deadline - loop.time()
+            if deliveries or remaining <= 0:
+                return deliveries
+            try:
+                async with asyncio.timeout(min(POLL_INTERVAL_S, remaining)):
+                    await event.wait()
+            except TimeoutError:
+                pass
+
+    def _visible(self, now: int) -> Any:
+        return and_(
+            messages.c.queue_id == self.queue.id,
+            messages.c.state == READY,
+            messages.c.visible_at <= now,
+        )
+
+    async def _claim(self, limit: int) -> list[Delivery]:
+        now = self._store.clock()
+        # A cheap read first: idle polling must not take SQLite's write lock.
+        async with self._db.read() as conn:
+            probe = select(messages.c.id).where(self._visible(now)).limit(1)
+            if (await conn.execute(probe)).first() is None:
+                return []
+        lease = secrets.token_hex(8)
+        until = now + int(self.queue.options.visibility_timeout_s * 1000)
+        candidates = (
+            select(messages.c.id)
+            .where(self._visible(now))
+            .order_by(messages.c.visible_at, messages.c.id)
+            .limit(limit)
+        )
+        if self._db.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        claim = (
+            update(messages)
+            .where(messages.c.id.in_(candidates.scalar_subquery()))
+            .values(attempt=messages.c.attempt + 1, lease_id=lease, visible_at=until)
+            .returning(messages)
+        )
+        async with self._db.write() as conn:
+            await self._bury_crash_loops(conn, now)
+            rows = (await conn.execute(claim)).all()
+        return [self._delivery(row) for row in sorted(rows, key=lambda r: (r.published_at, r.id))]
+
+    async def _bury_crash_loops(self, conn: Any, now: int) -> None:
+        """Messages whose every attempt ended in an expired lease go to the dead letters."""
+        where = and_(
+            self._visible(now),
+            messages.c.lease_id.is_not(None),
+            messages.c.attempt >= self.queue.options.max_attempts,
+        )
+        if self.queue.options.dead_letter:
+            await conn.execute(
+                update(messages)
+                .where(where)
+                .values(state=DEAD, dead_at=now, lease_id=None, last_error=LEASE_EXPIRED_ERROR)
+            )
+        else:
+            await conn.execute(delete(messages).where(where))
+
+    def _delivery(self, row: Row[Any]) -> Delivery:
+        headers = dict(row.headers or {})
+        headers[base.HEADER_MESSAGE_ID] = row.message_id
+        headers[base.HEADER_ATTEMPT] = str(row.attempt)
+        headers[base.HEADER_PUBLISHED_AT] = str(row.published_at)
+        return Delivery(
+            id=row.message_id,
+            body=row.payload.encode(),
+            headers=headers,
+            attempt=row.attempt,
+            published_at_ms=row.published_at,
+            receipt=(row.id, row.lease_id),
+            backend_id=str(row.id),
+            ordering_key=row.ordering_key,
+        )
+
+    def _leased(self, delivery: Delivery) -> Any:
+        row_id, lease = delivery.receipt
+        return and_(messages.c.id == row_id, messages.c.lease_id == lease)
+
+    async def _settle(self, statement: Any) -> bool:
+        async with self._db.write() as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
+    async def ack(self, delivery: Delivery) -> bool:
+        return await self._settle(delete(messages).where(self._leased(delivery)))
+
+    async def retry(self, delivery: Delivery, *, delay_s: float, error: str | None) -> bool:
+        visible_at = self._store.clock() + int(max(delay_s, 0) * 1000)
+        return await self._settle(
+            update(messages)
+            .where(self._leased(delivery))
+            .values(visible_at=visible_at, lease_id=None, last_error=error)
+        )
+
+    async def dead_letter(self, delivery: Delivery, *, reason: str) -> bool:
+        if not self.queue.options.dead_letter:
+            return await self.ack(delivery)
+        return await self._settle(
+            update(messages)
+            .where(self._leased(delivery))
+            .values(state=DEAD, dead_at=self._store.clock(), lease_id=None, last_error=reason)
+        )
+
+    async def extend_lease(self, delivery: Delivery, *, seconds: float) -> bool:
+        until = self._store.clock() + int(seconds * 1000)
+        return await self._settle(
+            update(messages).where(self._leased(delivery)).values(visible_at=until)
+        )
+
+    async def release(self, delivery: Delivery) -> bool:
+        return await self._settle(
+            update(messages)
+            .where(self._leased(delivery))
+            .values(visible_at=self._store.clock(), lease_id=None, attempt=messages.c.attempt - 1)
+        )
+
+    async def stats(self) -> QueueStats:
+        now = self._store.clock()
+        ready = messages.c.state == READY
+        future = messages.c.visible_at > now
+
+        def count(condition: Any) -> Any:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        query = select(
+            count(and_(ready, ~future)),
+            count(and_(ready, future, messages.c.lease_id.is_not(None))),
+            count(and_(ready, future, messages.c.lease_id.is_(None))),
+            count(messages.c.state == DEAD),
+        ).where(messages.c.queue_id == self.queue.id)
+        async with self._db.read() as conn:
+            visible, in_flight, delayed, dead = (await conn.execute(query)).one()
+        return QueueStats(int(visible), int(in_flight), int(dead), int(delayed))
+
+    async def check(self) -> CheckResult:
+        if await self._db.ping():
+            return CheckResult(ok=True)
+        return CheckResult(ok=False, error="Conveyor's database does not answer")
+
+    async def dead_letters(self, *, limit: int, cursor: str | None = None) -> DeadLetterPage:
+        query = (
+            select(messages)
+            .where(messages.c.queue_id == self.queue.id, messages.c.state == DEAD)
+            .order_by(messages.c.id)
+            .limit(limit + 1)
+        )
+        if cursor is not None:
+            query = query.where(messages.c.id > _row_id(cursor))
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        items = [_dead_letter(row) for row in rows[:limit]]
+        return DeadLetterPage(items, items[-1].id if len(rows) > limit else None)
+
+    def _dead(self, ids: Sequence[str] | None) -> Any:
+        where = and_(messages.c.queue_id == self.queue.id, messages.c.state == DEAD)
+        if ids is not None:
+            where = and_(where, messages.c.id.in_([_row_id(i) for i in ids]))
+        return where
+
+    async def redrive(self, ids: Sequence[str] | None = None) -> int:
+        now = self._store.clock()
+        statement = (
+            update(messages)
+            .where(self._dead(ids))
+            .values(state=READY, attempt=0, visible_at=now, lease_id=None, dead_at=None)
+        )
+        async with self._db.write() as conn:
+            moved = (await conn.execute(statement)).rowcount
+        self._store.event(self.queue.id).set()
+        return moved
+
+    async def delete_dead_letters(self, ids: Sequence[str]) -> int:
+        async with self._db.write() as conn:
+            return (await conn.execute(delete(messages).where(self._dead(ids)))).rowcount
+
+
+def _row_id(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{value!r} is not a dead-letter id of this queue") from None
+
+
+def _dead_letter(row: Row[Any]) -> DeadLetter:
+    return DeadLetter(
+        id=str(row.id),
+        message_id=row.message_id,
+        body=row.payload.encode(),
+        headers=dict(row.headers or {}),
+        attempts=row.attempt,
+        last_error=row.last_error,
+        published_at_ms=row.published_at,
+        dead_at_ms=row.dead_at,
+    )

@@ -1,0 +1,87 @@
+"""Open backends, one per registered queue, reused across requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Callable
+
+from conveyor.exceptions import ConfigurationError
+from conveyor.queues.base import QueueBackend
+from conveyor.queues.embedded import EmbeddedStore
+from conveyor.queues.model import Credentials, Queue, QueueType
+from conveyor.queues.registry import QueueRegistry
+
+log = logging.getLogger(__name__)
+
+#: Broker backends: module, class, and the extra that installs its driver.
+_BROKERS: dict[QueueType, tuple[str, str, str]] = {
+    QueueType.RABBITMQ: ("conveyor.queues.rabbitmq", "RabbitMQBackend", "rabbitmq"),
+    QueueType.KAFKA: ("conveyor.queues.kafka", "KafkaBackend", "kafka"),
+    QueueType.SQS: ("conveyor.queues.sqs", "SQSBackend", "sqs"),
+}
+
+BrokerFactory = Callable[[Queue, Credentials], QueueBackend]
+
+
+def broker_factory(queue_type: QueueType) -> BrokerFactory:
+    module_name, class_name, extra = _BROKERS[queue_type]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{queue_type.value} queues need extra packages: "
+            f"pip install 'conveyor[{extra}]' ({exc})"
+        ) from exc
+    factory: BrokerFactory = getattr(module, class_name)
+    return factory
+
+
+class BackendPool:
+    """Hands out an open backend per queue, rebuilt when the queue is edited."""
+
+    def __init__(self, registry: QueueRegistry, embedded: EmbeddedStore) -> None:
+        self._registry = registry
+        self._embedded = embedded
+        self._open: dict[str, QueueBackend] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, queue: Queue) -> QueueBackend:
+        backend = self._open.get(queue.id)
+        if backend is not None and backend.queue.updated_at == queue.updated_at:
+            return backend
+        async with self._locks.setdefault(queue.id, asyncio.Lock()):
+            backend = self._open.get(queue.id)
+            if backend is not None and backend.queue.updated_at == queue.updated_at:
+                return backend
+            if backend is not None:
+                await self._close(backend)
+            fresh = await self.connect(queue)
+            self._open[queue.id] = fresh
+            return fresh
+
+    async def connect(self, queue: Queue) -> QueueBackend:
+        """A new, opened backend for `queue` that the caller owns and must close."""
+        if queue.type is QueueType.EMBEDDED:
+            return self._embedded.backend(queue)
+        factory = broker_factory(queue.type)
+        backend = factory(queue, await self._registry.credentials(queue))
+        await backend.open()
+        return backend
+
+    async def discard(self, queue_id: str) -> None:
+        backend = self._open.pop(queue_id, None)
+        if backend is not None:
+            await self._close(backend)
+
+    async def close(self) -> None:
+        backends, self._open = list(self._open.values()), {}
+        for backend in backends:
+            await self._close(backend)
+
+    @staticmethod
+    async def _close(backend: QueueBackend) -> None:
+        with contextlib.suppress(Exception):
+            await backend.close()

@@ -1,0 +1,241 @@
+"""The queue registry: registered queues, their options and encrypted credentials."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from cachetools import TTLCache
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from conveyor.crypto import SecretBox
+from conveyor.db import Database
+from conveyor.db.tables import messages, queues
+from conveyor.db.types import utcnow
+from conveyor.exceptions import Conflict, QueueNotFound, ValidationError, field_error
+from conveyor.queues.model import (
+    Credentials,
+    Queue,
+    QueueOptions,
+    QueueType,
+    check_name,
+    check_url,
+)
+
+#: The fields a client may set; everything else is managed by Conveyor.
+EDITABLE = ("name", "type", "url", "username", "password", "region", "description", "options")
+
+
+class QueueRegistry:
+    """Create, read, update and delete registered queues.
+
+    Look-ups are cached for `cache_ttl_s` (publishing resolves a queue per request);
+    changes made through this registry are visible at once in this process.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        *,
+        cache_ttl_s: float = 2.0,
+        deny_private_urls: bool = False,
+    ) -> None:
+        self._db = db
+        self._box = box
+        self._deny_private = deny_private_urls
+        self._cache: TTLCache[tuple[str, str], Queue | None] = TTLCache(10_000, cache_ttl_s)
+        self._caching = cache_ttl_s > 0
+
+    async def create(self, spec: Mapping[str, Any]) -> Queue:
+        unknown = set(spec) - set(EDITABLE)
+        if unknown:
+            raise _problems([(f, "unknown field") for f in sorted(unknown)])
+        values = self._validated({"type": None, **spec}, creating=True)
+        now = utcnow()
+        values |= {"id": secrets.token_hex(10), "created_at": now, "updated_at": now}
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(insert(queues).values(values))
+        except IntegrityError as exc:
+            raise Conflict(f"a queue named {values['name']!r} exists already") from exc
+        self._forget()
+        return await self.get(values["id"])
+
+    async def update(self, queue_id: str, changes: Mapping[str, Any]) -> Queue:
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise _problems([(f, "unknown field") for f in sorted(unknown)])
+        current = await self.get(queue_id)
+        merged: dict[str, Any] = {
+            "name": current.name,
+            "type": current.type.value,
+            "url": current.url,
+            "username": current.username,
+            "region": current.region,
+            "description": current.description,
+            "options": current.options.model_dump(),
+        }
+        if "options" in changes and isinstance(changes["options"], dict):
+            # Options merge key by key; null removes one (back to its default).
+            options = {**merged["options"], **changes["options"]}
+            changes = {**changes, "options": {k: v for k, v in options.items() if v is not None}}
+        values = self._validated({**merged, **changes}, creating=False)
+        values["updated_at"] = utcnow()
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(update(queues).where(queues.c.id == queue_id).values(values))
+        except IntegrityError as exc:
+            raise Conflict(f"a queue named {values['name']!r} exists already") from exc
+        self._forget()
+        return await self.get(queue_id)
+
+    async def delete(self, queue_id: str, *, force: bool = False) -> Queue:
+        queue = await self.get(queue_id)
+        async with self._db.write() as conn:
+            if not force:
+                held = select(func.count()).where(messages.c.queue_id == queue_id)
+                count = (await conn.execute(held)).scalar_one()
+                if count:
+                    raise Conflict(
+                        f"queue {queue.name!r} still holds {count} message(s); "
+                        "drain it first or delete with force=true"
+                    )
+            await conn.execute(delete(queues).where(queues.c.id == queue_id))
+        self._forget()
+        return queue
+
+    async def list(self, queue_type: QueueType | None = None) -> list[Queue]:
+        query = select(queues).order_by(queues.c.name)
+        if queue_type is not None:
+            query = query.where(queues.c.type == queue_type.value)
+        async with self._db.read() as conn:
+            return [Queue.from_row(row) for row in await conn.execute(query)]
+
+    async def get(self, queue_id: str) -> Queue:
+        return await self._find("id", queue_id)
+
+    async def get_by_name(self, name: str) -> Queue:
+        return await self._find("name", name)
+
+    async def find(self, id_or_name: str) -> Queue:
+        """By id, else by name (the CLI accepts either)."""
+        try:
+            return await self.get(id_or_name)
+        except QueueNotFound:
+            return await self.get_by_name(id_or_name)
+
+    async def credentials(self, queue: Queue) -> Credentials:
+        """The decrypted credentials; call only when connecting."""
+        async with self._db.read() as conn:
+            query = select(queues.c.password_encrypted).where(queues.c.id == queue.id)
+            token = (await conn.execute(query)).scalar_one_or_none()
+        return Credentials(queue.username, self._box.decrypt(token) if token else None)
+
+    async def _find(self, column: str, value: str) -> Queue:
+        key = (column, value)
+        if self._caching and key in self._cache:
+            queue = self._cache[key]
+        else:
+            async with self._db.read() as conn:
+                row = (await conn.execute(select(queues).where(queues.c[column] == value))).first()
+            queue = Queue.from_row(row) if row is not None else None
+            if self._caching:
+                self._cache[key] = queue
+        if queue is None:
+            raise QueueNotFound(f"no queue with {column} {value!r}")
+        return queue
+
+    def _forget(self) -> None:
+        self._cache.clear()
+
+    def _validated(self, spec: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        """Column values for `spec`, or one ValidationError listing every problem."""
+        problems: list[tuple[str, str]] = []
+        values: dict[str, Any] = {}
+
+        def attempt(field: str, check: Any) -> Any:
+            try:
+                return check()
+            except ValidationError as exc:
+                problems.extend((d["field"], d["message"]) for d in exc.details or [])
+            except (TypeError, ValueError) as exc:
+                problems.append((field, str(exc)))
+            return None
+
+        values["name"] = attempt("name", lambda: check_name(spec.get("name")))  # type: ignore[arg-type]
+        queue_type = attempt("type", lambda: _queue_type(spec.get("type")))
+        values["type"] = queue_type.value if queue_type else None
+        username, password = _text(spec, "username", 255, problems), None
+        if isinstance(spec.get("password"), str):
+            password = spec["password"] or None
+        elif spec.get("password") is not None:
+            problems.append(("password", "must be a string"))
+        if queue_type is not None:
+            url = attempt(
+                "url",
+                lambda: check_url(queue_type, spec.get("url"), deny_private=self._deny_private),
+            )
+            url, url_username, url_password = _split_credentials(url)
+            values["url"] = url
+            username = username or url_username
+            password = password or url_password
+            region = _text(spec, "region", 64, problems)
+            if queue_type is QueueType.SQS and not region:
+                problems.append(("region", "an SQS queue needs a region, e.g. us-east-1"))
+            values["region"] = region
+        values["username"] = username
+        values["description"] = _text(spec, "description", 10_000, problems)
+        options = attempt("options", lambda: QueueOptions.parse(spec.get("options") or {}))
+        values["options"] = options.model_dump() if options else None
+        if problems:
+            raise _problems(problems)
+        if password:
+            values["password_encrypted"] = self._box.encrypt(password)
+        elif "password" in spec:  # an explicit null clears it; absent leaves it alone
+            values["password_encrypted"] = None
+        return values
+
+
+def _queue_type(value: Any) -> QueueType:
+    try:
+        return QueueType(value)
+    except ValueError:
+        allowed = ", ".join(t.value for t in QueueType)
+        raise field_error("type", f"must be one of {allowed}") from None
+
+
+def _text(
+    spec: Mapping[str, Any], field: str, limit: int, problems: list[tuple[str, str]]
+) -> str | None:
+    value = spec.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        problems.append((field, f"must be a string of at most {limit} characters"))
+        return None
+    return value.strip() or None
+
+
+def _split_credentials(url: str | None) -> tuple[str | None, str | None, str | None]:
+    """A URL's user and password, taken out so that only the encrypted copy is stored."""
+    if url is None or "://" not in url:
+        return url, None, None
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url, None, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return urlunsplit(parts._replace(netloc=netloc)), username, password
+
+
+def _problems(problems: list[tuple[str, str]]) -> ValidationError:
+    details = [{"field": f, "message": m} for f, m in problems]
+    return ValidationError("; ".join(f"{f}: {m}" for f, m in problems), details=details)
