@@ -16,22 +16,34 @@ access_log = logging.getLogger("conveyor.access")
 _CREDENTIAL_PARAMS = frozenset({"api_key", "apikey", "access_token", "token"})
 
 
-class RejectKeysInQuery:
-    """A request carrying an API key in its URL gets 400; keys belong in a header."""
+#: Total size of the request headers accepted (the server's own parser stops at 80 KiB).
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class RequestGuard:
+    """Refuses, before any routing: oversized headers (431) and API keys in the URL (400)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("query_string") and _has_key(scope):
-            response = error_response(
-                400,
-                "api_key_in_query",
-                "send API keys in the Authorization header, never in the URL; "
-                "revoke this key, since the URL may have been logged by a proxy",
-            )
-            await response(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > MAX_HEADER_BYTES:
+                await error_response(
+                    431,
+                    "headers_too_large",
+                    f"the request headers exceed {MAX_HEADER_BYTES} bytes",
+                )(scope, receive, send)
+                return
+            if scope.get("query_string") and _has_key(scope):
+                await error_response(
+                    400,
+                    "api_key_in_query",
+                    "send API keys in the Authorization header, never in the URL; "
+                    "revoke this key, since the URL may have been logged by a proxy",
+                )(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 

@@ -1,0 +1,261 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from conveyor.platform import Platform
+from tests.conftest import bearer
+
+QUEUES = "/api/v1/zstorage/queues"
+
+
+async def test_queue_lifecycle(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    created = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "orders", "type": "embedded", "description": "Orders from the shop"},
+    )
+    assert created.status_code == 201, created.text
+    queue = created.json()
+    assert queue["name"] == "orders" and queue["type"] == "embedded"
+    assert queue["options"]["max_attempts"] == 5
+    assert queue["options"]["visibility_timeout_s"] == 30
+    assert queue["has_password"] is False
+
+    listed = (await client.get(QUEUES, headers=admin)).json()["items"]
+    assert [q["id"] for q in listed] == [queue["id"]]
+    assert (await client.get(f"{QUEUES}/{queue['id']}", headers=admin)).json() == queue
+
+    patched = await client.patch(
+        f"{QUEUES}/{queue['id']}", headers=admin, json={"options": {"max_attempts": 9}}
+    )
+    assert patched.status_code == 200
+    assert patched.json()["options"]["max_attempts"] == 9
+    assert patched.json()["options"]["visibility_timeout_s"] == 30
+
+    deleted = await client.delete(f"{QUEUES}/{queue['id']}", headers=admin)
+    assert deleted.status_code == 200
+    assert (await client.get(f"{QUEUES}/{queue['id']}", headers=admin)).status_code == 404
+
+
+async def test_broker_queues_register_without_their_broker(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    """Users register queues before the broker exists; only `check` tells."""
+    specs = [
+        {"name": "r", "type": "rabbitmq", "url": "amqp://broker.invalid:5672/vhost"},
+        {"name": "k", "type": "kafka", "url": "kafka://b1.invalid:9092,b2.invalid:9092"},
+        {
+            "name": "s",
+            "type": "sqs",
+            "url": "https://sqs.eu-west-1.amazonaws.com/123456789012/s",
+            "region": "eu-west-1",
+            "username": "AKIAEXAMPLE",
+            "password": "wJalrXUtnFEMI/K7MDENG",
+        },
+    ]
+    for spec in specs:
+        response = await client.post(QUEUES, headers=admin, json=spec)
+        assert response.status_code == 201, response.text
+    assert len((await client.get(QUEUES, headers=admin)).json()["items"]) == 3
+    only_kafka = (await client.get(f"{QUEUES}?type=kafka", headers=admin)).json()["items"]
+    assert [q["name"] for q in only_kafka] == ["k"]
+
+
+async def test_duplicate_names_are_409(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    spec = {"name": "dup", "type": "embedded"}
+    assert (await client.post(QUEUES, headers=admin, json=spec)).status_code == 201
+    again = await client.post(QUEUES, headers=admin, json=spec)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "conflict"
+    other = (
+        await client.post(QUEUES, headers=admin, json={"name": "other", "type": "embedded"})
+    ).json()
+    renamed = await client.patch(f"{QUEUES}/{other['id']}", headers=admin, json={"name": "dup"})
+    assert renamed.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"name": "../x", "type": "embedded"}, "name"),
+        ({"name": 'a"b', "type": "embedded"}, "name"),
+        ({"name": "x" * 300, "type": "embedded"}, "name"),
+        ({"name": "", "type": "embedded"}, "name"),
+        ({"name": "-lead", "type": "embedded"}, "name"),
+        ({"name": "ok", "type": "redis"}, "type"),
+        ({"name": "ok", "type": "rabbitmq"}, "url"),
+        ({"name": "ok", "type": "rabbitmq", "url": "http://h/"}, "url"),
+        ({"name": "ok", "type": "rabbitmq", "url": "amqp://h:99999/"}, "url"),
+        ({"name": "ok", "type": "kafka", "url": "host-without-port"}, "url"),
+        ({"name": "ok", "type": "sqs", "url": "https://sqs.x.amazonaws.com/1/q"}, "region"),
+        ({"name": "ok", "type": "sqs", "url": "ftp://h/1/q", "region": "r"}, "url"),
+        ({"name": "ok", "type": "embedded", "url": "amqp://h/"}, "url"),
+        (
+            {"name": "ok", "type": "embedded", "options": {"max_attempts": 0}},
+            "options.max_attempts",
+        ),
+        ({"name": "ok", "type": "embedded", "options": {"bogus": 1}}, "options.bogus"),
+        (
+            {"name": "ok", "type": "embedded", "options": {"visibility_timeout_s": "x"}},
+            "options.visibility_timeout_s",
+        ),
+        ({"name": "ok", "type": "embedded", "colour": "red"}, "colour"),
+    ],
+)
+async def test_invalid_queues_are_422_naming_the_field(
+    client: httpx.AsyncClient, admin: dict[str, str], spec: dict[str, object], field: str
+) -> None:
+    response = await client.post(QUEUES, headers=admin, json=spec)
+    assert response.status_code == 422, response.text
+    fields = [d["field"] for d in response.json()["error"]["details"]]
+    assert field in fields
+    assert (await client.get(QUEUES, headers=admin)).json()["items"] == []
+
+
+async def test_every_problem_is_listed_at_once(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    response = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "../x", "type": "sqs", "url": "nope", "options": {"max_attempts": -1}},
+    )
+    fields = {d["field"] for d in response.json()["error"]["details"]}
+    assert {"name", "url", "region", "options.max_attempts"} <= fields
+
+
+async def test_passwords_are_write_only_and_encrypted(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    secret = "s3cr3t-Pa55word"
+    created = await client.post(
+        QUEUES,
+        headers=admin,
+        json={
+            "name": "rq",
+            "type": "rabbitmq",
+            "url": "amqp://broker:5672/",
+            "username": "app",
+            "password": secret,
+        },
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["has_password"] is True and "password" not in body
+    assert secret not in created.text
+    assert secret not in (await client.get(QUEUES, headers=admin)).text
+    queue = await platform.queues.get(body["id"])
+    assert (await platform.queues.credentials(queue)).password == secret
+    assert secret not in await dump(platform)
+
+    # A password written into the URL is moved out of it, and encrypted too.
+    url_secret = "in-the-url-Secret"
+    in_url = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "rq2", "type": "rabbitmq", "url": f"amqp://bob:{url_secret}@broker:5672/v"},
+    )
+    assert in_url.status_code == 201
+    assert in_url.json()["url"] == "amqp://broker:5672/v"
+    assert in_url.json()["username"] == "bob" and in_url.json()["has_password"] is True
+    assert url_secret not in await dump(platform)
+
+    # Editing other fields keeps the password; null clears it.
+    kept = await client.patch(f"{QUEUES}/{body['id']}", headers=admin, json={"description": "x"})
+    assert kept.json()["has_password"] is True
+    cleared = await client.patch(f"{QUEUES}/{body['id']}", headers=admin, json={"password": None})
+    assert cleared.json()["has_password"] is False
+
+
+async def dump(platform: Platform) -> str:
+    """Every value of every platform table, as text (what a database dump shows)."""
+    parts = []
+    async with platform.db.read() as conn:
+        for table in ("conveyor_queues", "conveyor_messages", "conveyor_api_keys"):
+            rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()
+            parts.append(repr(rows))
+    return "\n".join(parts)
+
+
+async def test_queue_admin_needs_the_admin_scope(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    publisher = await bearer(platform, "publish")
+    assert (await client.get(QUEUES, headers=publisher)).status_code == 403
+    assert (
+        await client.post(QUEUES, headers=publisher, json={"name": "x", "type": "embedded"})
+    ).status_code == 403
+    assert (await client.get(QUEUES)).status_code == 401
+
+
+async def test_deleting_a_queue_that_holds_messages_needs_force(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    queue = (
+        await client.post(QUEUES, headers=admin, json={"name": "full", "type": "embedded"})
+    ).json()
+    await client.post(f"/api/v1/zstorage/queue/{queue['id']}/publish", headers=admin, json={"a": 1})
+    refused = await client.delete(f"{QUEUES}/{queue['id']}", headers=admin)
+    assert refused.status_code == 409 and "holds 1 message" in refused.json()["error"]["message"]
+    forced = await client.delete(f"{QUEUES}/{queue['id']}?force=true", headers=admin)
+    assert forced.status_code == 200
+
+
+async def test_stats_check_and_dead_letters(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    queue = (
+        await client.post(QUEUES, headers=admin, json={"name": "st", "type": "embedded"})
+    ).json()
+    for n in range(3):
+        await client.post(
+            f"/api/v1/zstorage/queue/{queue['id']}/publish", headers=admin, json={"n": n}
+        )
+    stats = (await client.get(f"{QUEUES}/{queue['id']}/stats", headers=admin)).json()
+    assert stats == {"ready": 3, "in_flight": 0, "dead": 0, "delayed": 0}
+    assert (await client.post(f"{QUEUES}/{queue['id']}/check", headers=admin)).json() == {
+        "ok": True,
+        "error": None,
+    }
+
+    backend = await platform.backends.get(await platform.queues.get(queue["id"]))
+    deliveries = await backend.receive(3)
+    for delivery in deliveries:
+        await backend.dead_letter(delivery, reason=f"bad {delivery.id}")
+    page = (await client.get(f"{QUEUES}/{queue['id']}/dead-letters?limit=2", headers=admin)).json()
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    rest = (
+        await client.get(
+            f"{QUEUES}/{queue['id']}/dead-letters?limit=2&cursor={page['next_cursor']}",
+            headers=admin,
+        )
+    ).json()
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    letters = page["items"] + rest["items"]
+    assert sorted(d["payload"]["n"] for d in letters) == [0, 1, 2]
+    assert all(d["last_error"] == f"bad {d['message_id']}" and d["attempts"] == 1 for d in letters)
+
+    one = await client.post(
+        f"{QUEUES}/{queue['id']}/dead-letters/redrive",
+        headers=admin,
+        json={"ids": [letters[0]["id"]]},
+    )
+    assert one.json() == {"count": 1}
+    gone = await client.post(
+        f"{QUEUES}/{queue['id']}/dead-letters/delete",
+        headers=admin,
+        json={"ids": [letters[1]["id"]]},
+    )
+    assert gone.json() == {"count": 1}
+    stats = (await client.get(f"{QUEUES}/{queue['id']}/stats", headers=admin)).json()
+    assert (stats["ready"], stats["dead"]) == (1, 1)
+    everything = await client.post(
+        f"{QUEUES}/{queue['id']}/dead-letters/redrive", headers=admin, json={}
+    )
+    assert everything.json() == {"count": 1}
+    bad_id = await client.post(
+        f"{QUEUES}/{queue['id']}/dead-letters/redrive", headers=admin, json={"ids": ["x'--"]}
+    )
+    assert bad_id.status_code == 400
