@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli import keys, serve, users
+from conveyor.cli import keys, queues, serve, users
 
 app = typer.Typer(
     name="conveyor",
@@ -16,6 +16,8 @@ app = typer.Typer(
 serve.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
+app.add_typer(queues.app, name="queues")
+app.command()(queues.publish)
 
 
 def main() -> None:

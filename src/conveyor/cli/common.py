@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from conveyor.config import Settings
 from conveyor.exceptions import ConfigurationError, ConveyorError
@@ -17,8 +18,15 @@ from conveyor.platform import Platform
 
 T = TypeVar("T")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup: queue names, URLs and messages may contain [brackets].
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print `error: message` on stderr; the caller raises the returned Exit."""
+    err.print(Text("error: ", style="red") + Text(message))
+    return typer.Exit(code)
 
 
 def run(work: Coroutine[Any, Any, T]) -> T:
@@ -26,22 +34,18 @@ def run(work: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(work)
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
+        raise fail(exc.message, 2) from None
     except ConveyorError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
+        raise fail(exc.message) from None
     except OSError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
 
 
 def load_settings() -> Settings:
     try:
         return Settings.load()
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
+        raise fail(exc.message, 2) from None
 
 
 @asynccontextmanager
@@ -52,7 +56,7 @@ async def admin_platform() -> AsyncIterator[Platform]:
         await platform.migrate()
         yield platform
     finally:
-        await platform.db.close()
+        await platform.close()
 
 
 def read_stdin_line() -> str:

@@ -33,8 +33,9 @@ def serve(
     _report_migration(settings, result)
     if active_keys == 0:
         out.print(
-            "[yellow]No API keys yet.[/yellow] Create the first one with:\n"
-            "  conveyor keys create --name admin --scope admin"
+            "No API keys yet. Create the first one with:\n"
+            "  conveyor keys create --name admin --scope admin",
+            style="yellow",
         )
     bind_host, bind_port = host or settings.host, port if port is not None else settings.port
     out.print(f"Conveyor listening on http://{bind_host}:{bind_port}  (API docs: /docs)")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.common import admin_platform, err, out, read_stdin_line, run
+from conveyor.cli.common import admin_platform, fail, out, read_stdin_line, run
 from conveyor.users import User
 
 app = typer.Typer(help="Manage back-office users.", no_args_is_help=True)
@@ -25,8 +25,7 @@ def create(
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:
-        err.print("[red]error:[/red] the password is empty")
-        raise typer.Exit(2)
+        raise fail("the password is empty", 2)
 
     async def work() -> User:
         async with admin_platform() as platform:

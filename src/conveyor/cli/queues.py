@@ -1,0 +1,166 @@
+"""`conveyor queues` and `conveyor publish`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from conveyor.cli.common import admin_platform, out, read_stdin_line, run
+from conveyor.exceptions import ConveyorError
+from conveyor.queues.base import QueueStats
+from conveyor.queues.model import Queue, QueueType
+
+app = typer.Typer(help="Manage queues.", no_args_is_help=True)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`k=v` pairs; each value is read as JSON when it is JSON (numbers, true), else text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not key=value", param_hint="--option")
+        try:
+            options[key.strip()] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="Unique queue name (the broker's queue/topic).")],
+    type: Annotated[QueueType, typer.Option("--type", help="Where messages live.")],
+    url: Annotated[str | None, typer.Option(help="Broker URL (not for embedded).")] = None,
+    username: Annotated[str | None, typer.Option(help="User, or SQS access key id.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password (SQS secret) from stdin.")
+    ] = False,
+    region: Annotated[str | None, typer.Option(help="AWS region (SQS).")] = None,
+    description: Annotated[str | None, typer.Option(help="What the queue is for.")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="key=value, e.g. max_attempts=10.")
+    ] = None,
+) -> None:
+    """Register a queue (its broker need not be reachable yet: see `queues show`)."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "type": type.value,
+        "options": parse_options(option or []),
+    }
+    for field, value in (("url", url), ("username", username), ("region", region)):
+        if value is not None:
+            spec[field] = value
+    if description is not None:
+        spec["description"] = description
+    if password_stdin:
+        spec["password"] = read_stdin_line()
+
+    async def work() -> Queue:
+        async with admin_platform() as platform:
+            return await platform.queues.create(spec)
+
+    queue = run(work())
+    out.print(f"Created {queue.type.value} queue {queue.name!r} (id {queue.id}).")
+
+
+@app.command("list")
+def list_(
+    type: Annotated[QueueType | None, typer.Option("--type", help="Only this type.")] = None,
+) -> None:
+    """List queues."""
+
+    async def work() -> list[Queue]:
+        async with admin_platform() as platform:
+            return await platform.queues.list(type)
+
+    queues = run(work())
+    if not queues:
+        out.print("No queues yet. Create one: conveyor queues create orders --type embedded")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "NAME", "TYPE", "URL"):
+        table.add_column(column, no_wrap=True)
+    for queue in queues:
+        table.add_row(queue.id, queue.name, queue.type.value, queue.url or "-")
+    out.print(table)
+
+
+@app.command()
+def show(name: Annotated[str, typer.Argument(help="Queue name or id.")]) -> None:
+    """A queue's settings and live counts."""
+
+    async def work() -> tuple[Queue, QueueStats | str]:
+        async with admin_platform() as platform:
+            queue = await platform.queues.find(name)
+            try:
+                backend = await platform.backends.get(queue)
+                stats: QueueStats | str = await backend.stats()
+            except ConveyorError as exc:
+                stats = exc.message
+            return queue, stats
+
+    queue, stats = run(work())
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("id", queue.id),
+        ("name", queue.name),
+        ("type", queue.type.value),
+        ("url", queue.url or "-"),
+        ("username", queue.username or "-"),
+        ("password", "set" if queue.has_password else "-"),
+        ("region", queue.region or "-"),
+        ("description", queue.description or "-"),
+    ]
+    rows += [(f"option {k}", str(v)) for k, v in queue.options.model_dump().items()]
+    if isinstance(stats, str):
+        rows.append(("stats", f"unavailable: {stats}"))
+    else:
+        for label, count in (
+            ("ready", stats.ready),
+            ("in flight", stats.in_flight),
+            ("dead", stats.dead),
+        ):
+            rows.append((label, "?" if count is None else str(count)))
+    for label, value in rows:
+        table.add_row(label, value)
+    out.print(table)
+
+
+@app.command()
+def delete(
+    name: Annotated[str, typer.Argument(help="Queue name or id.")],
+    force: Annotated[bool, typer.Option(help="Delete even if messages remain.")] = False,
+) -> None:
+    """Delete a queue (the embedded queue's messages go with it)."""
+
+    async def work() -> Queue:
+        async with admin_platform() as platform:
+            queue = await platform.queues.find(name)
+            return await platform.queues.delete(queue.id, force=force)
+
+    queue = run(work())
+    out.print(f"Deleted queue {queue.name!r}.")
+
+
+def publish(
+    queue: Annotated[str, typer.Argument(help="Queue name or id.")],
+    payload: Annotated[str, typer.Argument(help="A JSON object, or - to read it from stdin.")],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Publishing again with the same key sends nothing.")
+    ] = None,
+) -> None:
+    """Publish one JSON message; prints the ids the API would answer."""
+    body = (read_stdin_line() if payload == "-" else payload).encode()
+
+    async def work() -> dict[str, Any]:
+        async with admin_platform() as platform:
+            target = await platform.queues.find(queue)
+            return await platform.publisher.publish(target, body, idempotency_key=idempotency_key)
+
+    print(orjson.dumps(run(work())).decode())

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.cli.helpers import cli_env, conveyor
+from tests.conftest import DatabaseTarget
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(database: DatabaseTarget, tmp_path: Path) -> dict[str, str]:
+    return cli_env(database, tmp_path / "data")
+
+
+def test_create_list_show_publish(env: dict[str, str], tmp_path: Path) -> None:
+    created = conveyor(
+        "queues",
+        "create",
+        "orders",
+        "--type",
+        "embedded",
+        "--option",
+        "max_attempts=7",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "Created embedded queue 'orders'" in created.stdout
+    with_password = conveyor(
+        "queues", "create", "rq", "--type", "rabbitmq", "--url", "amqp://broker:5672/",
+        "--username", "app", "--password-stdin",
+        env=env, cwd=tmp_path, stdin="hunter2-secret\n",
+    )  # fmt: skip
+    assert with_password.returncode == 0, with_password.stderr
+
+    listed = conveyor("queues", "list", env=env, cwd=tmp_path).stdout
+    assert "orders" in listed and "rq" in listed and "amqp://broker:5672/" in listed
+
+    published = conveyor("publish", "orders", '{"handler": "x", "n": 1}', env=env, cwd=tmp_path)
+    assert published.returncode == 0, published.stderr
+    answer = orjson.loads(published.stdout)
+    assert set(answer) >= {"message-id", "sqs-id", "queue-id"}
+
+    shown = conveyor("queues", "show", "orders", env=env, cwd=tmp_path).stdout
+    assert "max_attempts" in shown and " 7" in shown
+    assert [line.split()[-1] for line in shown.splitlines() if line.startswith("ready")] == ["1"]
+    secret = conveyor("queues", "show", "rq", env=env, cwd=tmp_path).stdout
+    assert "hunter2" not in secret and "set" in secret
+
+
+def test_bad_input_gets_one_clear_line(env: dict[str, str], tmp_path: Path) -> None:
+    bad_name = conveyor("queues", "create", "bad name", "--type", "embedded", env=env, cwd=tmp_path)
+    assert bad_name.returncode == 1 and "invalid queue name" in bad_name.stderr
+    conveyor("queues", "create", "q", "--type", "embedded", env=env, cwd=tmp_path)
+    not_object = conveyor("publish", "q", "[1, 2]", env=env, cwd=tmp_path)
+    assert not_object.returncode == 1 and "must be a JSON object" in not_object.stderr
+    missing = conveyor("publish", "nope", "{}", env=env, cwd=tmp_path)
+    assert missing.returncode == 1 and "no queue" in missing.stderr
+    bad_option = conveyor(
+        "queues", "create", "q2", "--type", "embedded", "--option", "nokey", env=env, cwd=tmp_path
+    )
+    assert bad_option.returncode == 2 and "key=value" in bad_option.stderr
+    for result in (bad_name, not_object, missing, bad_option):
+        assert "Traceback" not in result.stderr
