@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from conveyor import exceptions as exc
@@ -82,6 +83,11 @@ async def _database_unavailable(_: Request, error: Exception) -> Response:
     return error_response(503, "database_unavailable", "the database is unavailable; retry later")
 
 
+async def _client_gone(_: Request, error: Exception) -> Response:
+    # Nobody is left to read this answer; it only keeps the disconnect out of the error log.
+    return error_response(400, "client_disconnected", "the client went away mid-request")
+
+
 async def _unexpected(_: Request, error: Exception) -> Response:
     log.error("unhandled error", exc_info=error)
     return error_response(500, "internal_error", "internal error; the server log has details")
@@ -93,4 +99,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     for db_error in (OperationalError, InterfaceError, PoolTimeout, ConnectionError):
         app.add_exception_handler(db_error, _database_unavailable)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
