@@ -101,8 +101,9 @@ async def prepare(env: dict[str, str]) -> tuple[str, str]:
 
 def serve(env: dict[str, str], port: int, factory: str = "create") -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", f"publish_server:{factory}", "--factory", "--port", str(port),
-         "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
+        [sys.executable, "-m", "uvicorn", f"publish_server:{factory}", "--factory",
+         "--port", str(port), "--no-access-log", "--log-level", "warning",
+         "--loop", "uvloop", "--http", "httptools"],
         env=env,
         cwd=Path(__file__).parent,
     )  # fmt: skip
