@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import httpx
 import pytest
@@ -141,3 +142,15 @@ async def test_last_used_is_recorded(client: httpx.AsyncClient, platform: Platfo
     await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     await platform.keys.flush_usage()
     assert (await platform.keys.get(key.id)).last_used_at is not None
+
+
+async def test_keys_in_urls_never_reach_the_access_log(
+    client: httpx.AsyncClient, platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, token = await platform.keys.create("leaky", ["admin"])
+    with caplog.at_level(logging.INFO, logger="conveyor.access"):
+        await client.get(f"/api/v1/me?api_key={token}")
+        await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "conveyor.access"]
+    assert len(lines) == 2
+    assert all(token not in line and "cvk_" not in line for line in lines)
