@@ -176,7 +176,15 @@ async def dump(platform: Platform) -> str:
     if platform.db.dialect == "sqlite":
         command = ["sqlite3", str(url.database), ".dump"]
     else:
-        command = ["pg_dump", "-h", str(url.host), "-p", str(url.port or 5432), "-U", str(url.username)]
+        command = [
+            "pg_dump",
+            "-h",
+            str(url.host),
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            str(url.username),
+        ]
         command += ["--schema", str(platform.settings.database_schema), str(url.database)]
     result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
     assert "conveyor_queues" in result.stdout
