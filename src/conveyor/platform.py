@@ -57,11 +57,12 @@ class Platform:
 
     async def _prune_idempotency_keys(self) -> None:
         while True:
+            # Sleep first: a short-lived platform (a CLI command, a test) has nothing to do.
+            await asyncio.sleep(IDEMPOTENCY_PRUNE_INTERVAL_S)
             try:
                 await self.idempotency.prune()
             except Exception:
                 log.warning("could not prune old idempotency keys; will retry", exc_info=True)
-            await asyncio.sleep(IDEMPOTENCY_PRUNE_INTERVAL_S)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from conveyor.platform import Platform
-from conveyor.queues.base import OutgoingMessage
+from conveyor.queues.base import OutgoingMessage, QueueBackend
 from conveyor.queues.embedded import LEASE_EXPIRED_ERROR
 from tests.contract.queue_contract import receive
 
@@ -129,6 +129,18 @@ async def test_several_processes_on_one_database_claim_each_message_once(
         )
         for _ in range(3)
     ]
+    try:
+        await publish_and_check(backend, consumers)
+    finally:
+        for consumer in consumers:
+            if consumer.returncode is None:
+                consumer.kill()
+                await consumer.wait()
+
+
+async def publish_and_check(
+    backend: QueueBackend, consumers: list[asyncio.subprocess.Process]
+) -> None:
     published = []
     for n in range(30):
         results = await asyncio.gather(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from conveyor.db.engine import Database, async_url
+from conveyor.db.engine import Database, after_commit, async_url
 
-__all__ = ["Database", "async_url"]
+__all__ = ["Database", "after_commit", "async_url"]

@@ -7,7 +7,7 @@ another process wrote in between, and SQLite never retries that.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,13 @@ from conveyor.config import Settings
 from conveyor.exceptions import ConfigurationError
 
 Dialect = Literal["sqlite", "postgresql"]
+_AFTER_COMMIT = "conveyor_after_commit"
+
+
+def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Run `callback` when the `Database.write()` transaction of `conn` commits."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
 
 _DRIVERS: dict[str, Dialect] = {
     "sqlite": "sqlite",
@@ -147,12 +154,20 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: takes SQLite's write lock up front."""
+        """A write transaction: takes SQLite's write lock up front.
+
+        Callbacks registered with `after_commit(conn, …)` run once it has committed.
+        """
         async with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 await conn.execution_options(sqlite_begin="IMMEDIATE")
-            async with conn.begin():
-                yield conn
+            try:
+                async with conn.begin():
+                    yield conn
+            finally:
+                callbacks = conn.info.pop(_AFTER_COMMIT, [])
+            for callback in callbacks:  # only reached when the commit succeeded
+                callback()
 
     async def ping(self) -> bool:
         try:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from conveyor.db.types import UTCDateTime
@@ -114,4 +115,55 @@ idempotency_keys = Table(
     Column("response", JSON, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_conveyor_idempotency_keys_created_at", "created_at"),
+)
+
+#: Table → queue links: which record events of a ZStorage table publish to a queue.
+links = Table(
+    "conveyor_links",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("table_name", String(63), nullable=False),
+    Column(
+        "queue_id", String(32), ForeignKey("conveyor_queues.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("events", JSON, nullable=False),
+    Column("handler", String(255), nullable=False),
+    #: outbox | sync
+    Column("mode", String(8), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("table_name", "queue_id", name="uq_conveyor_links_table_name_queue_id"),
+)
+
+#: The transactional outbox: a row per message, written in the record's transaction
+#: and sent by a relay. Times are epoch milliseconds.
+outbox = Table(
+    "conveyor_outbox",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "queue_id", String(32), ForeignKey("conveyor_queues.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("table_name", String(63), nullable=False),
+    Column("record_id", String(64), nullable=True),
+    Column("event", String(16), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    #: Messages with one key are delivered in id order: `<table>:<record id>`.
+    Column("ordering_key", String(255), nullable=False),
+    Column("payload", Text, nullable=False),
+    #: pending | sent | failed
+    Column("status", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("claimed_until", BigInteger, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("backend_id", String(255), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("sent_at", BigInteger, nullable=True),
+    Index("ix_conveyor_outbox_status_next_attempt_at", "status", "next_attempt_at", "id"),
+    Index("ix_conveyor_outbox_ordering_key_status_id", "ordering_key", "status", "id"),
+    Index("ix_conveyor_outbox_table_name_record_id", "table_name", "record_id"),
 )
