@@ -1,0 +1,317 @@
+"""The RabbitMQ backend: one robust connection per registered queue.
+
+Publishing goes through the default exchange to the queue, persistent, on a channel
+with publisher confirms and `mandatory` set: `publish` returns only after RabbitMQ has
+confirmed the message, and a message no queue would take (the queue was deleted) is an
+error, not a silent success. Receiving, leases and dead letters are described in
+`consumer`, `leases`, `topology` and `dead_letters`.
+
+Every settling action other than a plain ack (retry, release, dead-letter, a lease that
+ran out) publishes a new copy of the message, confirmed, and only then acks the
+delivered one: a crash in between can duplicate a message, never lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
+
+from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError
+from conveyor.queues import base
+from conveyor.queues.base import (
+    CheckResult,
+    DeadLetterPage,
+    Delivery,
+    OutgoingMessage,
+    PublishResult,
+    QueueStats,
+)
+from conveyor.queues.model import Credentials, Queue
+from conveyor.queues.rabbitmq import topology, wire
+from conveyor.queues.rabbitmq.connection import Timeouts, connect, connection_url, peer_of
+from conveyor.queues.rabbitmq.consumer import Prefetcher
+from conveyor.queues.rabbitmq.dead_letters import DeadLetters
+from conveyor.queues.rabbitmq.errors import translated
+from conveyor.queues.rabbitmq.leases import Lease, Leases, channel_open
+
+UNSETTLED = "delivered {n} time(s) without being settled (lease expired or worker lost)"
+
+
+class _Open:
+    """What exists only while the backend is open."""
+
+    def __init__(self, backend: RabbitMQBackend, connection: aio_pika.RobustConnection) -> None:
+        self.connection = connection
+        self.channel: AbstractRobustChannel | None = None
+        self.prefetcher = Prefetcher(connection, backend.queue.name, backend.peer, backend.timeouts)
+        self.dead = DeadLetters(
+            connection, backend.topology, backend.send, backend.peer, backend.timeouts
+        )
+
+
+class RabbitMQBackend:
+    def __init__(
+        self, queue: Queue, credentials: Credentials, *, timeouts: Timeouts | None = None
+    ) -> None:
+        self.queue = queue
+        self.timeouts = timeouts or Timeouts()
+        self.topology = topology.Topology(queue.name)
+        self._url = connection_url(queue, credentials, self.timeouts)
+        self.peer = peer_of(self._url)
+        self._open: _Open | None = None
+        self._leases = Leases(self._expired)
+
+    def _step(self, action: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return translated(self.peer, action, timeout_s=self.timeouts.operation_s)
+
+    def _state(self) -> _Open:
+        if self._open is None:
+            raise BackendError(f"the RabbitMQ backend of queue {self.queue.name!r} is not open")
+        return self._open
+
+    async def open(self) -> None:
+        if self._open is not None:
+            return
+        connection = await connect(self._url, self.peer, self.timeouts)
+        state = _Open(self, connection)
+        try:
+            async with self._step("declaring the queues"):
+                await topology.declare(connection, self.topology)
+                state.channel = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        self._open = state
+
+    async def close(self) -> None:
+        state = self._open
+        if state is None:
+            return
+        for message in await state.prefetcher.stop():
+            with contextlib.suppress(Exception):  # else closing the channel gives it back
+                await self._give_back(message)
+        await self._leases.close(self.timeouts.operation_s)
+        self._open = None
+        await state.prefetcher.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.timeouts.operation_s):
+                await state.connection.close()
+
+    # Publishing
+
+    async def send(self, message: aio_pika.Message, routing_key: str) -> None:
+        """Publish and wait for RabbitMQ's confirm."""
+        channel = self._state().channel
+        assert channel is not None
+        async with self._step(f"publishing to {routing_key!r}"):
+            await channel.default_exchange.publish(message, routing_key, mandatory=True)
+
+    async def publish(self, message: OutgoingMessage) -> PublishResult:
+        await self.send(wire.outgoing(message), self.queue.name)
+        return PublishResult(message.id, message.id)
+
+    async def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
+        channel = self._state().channel
+        assert channel is not None
+        exchange = channel.default_exchange
+        name = self.queue.name
+        async with self._step(f"publishing {len(messages)} messages to {name!r}"):
+            # Confirms are pipelined: every message is in flight before the first confirm.
+            outcomes = await asyncio.gather(
+                *(exchange.publish(wire.outgoing(m), name, mandatory=True) for m in messages),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return [PublishResult(m.id, m.id) for m in messages]
+
+    # Receiving and settling
+
+    async def receive(self, max_messages: int, *, wait_s: float = 0) -> list[Delivery]:
+        if max_messages < 1:
+            return []
+        state = self._state()
+        await state.prefetcher.ensure(max_messages)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        got: list[Delivery] = []
+        while True:
+            for message in state.prefetcher.take(max_messages - len(got)):
+                delivery = await self._admit(message)
+                if delivery is not None:
+                    got.append(delivery)
+            if got or loop.time() >= deadline:
+                break
+            await state.prefetcher.wait(deadline - loop.time())
+        if not got and not state.connection.connected.is_set():
+            raise ConnectionFailed(
+                f"the connection to RabbitMQ at {self.peer} is down; reconnecting"
+            )
+        return got
+
+    async def _admit(self, message: AbstractIncomingMessage) -> Delivery | None:
+        if not channel_open(message):
+            return None  # its channel closed while it waited: RabbitMQ took it back
+        stamp = wire.Stamp.of(message)
+        if message.redelivered:
+            # An earlier delivery of this copy was never settled: count it, put it back.
+            await self._put_back(message, stamp)
+            return None
+        lease = self._leases.grant(message, stamp, self.queue.options.visibility_timeout_s)
+        return Delivery(
+            id=stamp.id,
+            body=message.body,
+            headers=stamp.visible_headers(),
+            attempt=stamp.attempt,
+            published_at_ms=stamp.published_at_ms,
+            receipt=lease,
+            backend_id=stamp.id,
+            ordering_key=stamp.ordering_key,
+        )
+
+    def _take(self, delivery: Delivery) -> Lease | None:
+        lease = delivery.receipt
+        if not isinstance(lease, Lease) or not self._leases.take(lease):
+            return None
+        return lease
+
+    async def ack(self, delivery: Delivery) -> bool:
+        lease = self._take(delivery)
+        return lease is not None and await self._ack(lease.message)
+
+    async def retry(self, delivery: Delivery, *, delay_s: float, error: str | None) -> bool:
+        lease = self._take(delivery)
+        if lease is None:
+            return False
+        target, expiration_ms = self.queue.name, None
+        if delay_s > 0:
+            target, expiration_ms = self.topology.delay_for(delay_s)
+        fresh = wire.copy(
+            lease.message,
+            lease.stamp,
+            attempt=lease.stamp.attempt + 1,
+            set_headers={wire.HEADER_LAST_ERROR: error} if error else None,
+            expiration_ms=expiration_ms,
+        )
+        return await self._replace(lease.message, fresh, target)
+
+    async def dead_letter(self, delivery: Delivery, *, reason: str) -> bool:
+        lease = self._take(delivery)
+        return lease is not None and await self._bury(lease.message, lease.stamp, reason)
+
+    async def extend_lease(self, delivery: Delivery, *, seconds: float) -> bool:
+        lease = delivery.receipt
+        return isinstance(lease, Lease) and self._leases.extend(lease, seconds)
+
+    async def release(self, delivery: Delivery) -> bool:
+        lease = self._take(delivery)
+        if lease is None:
+            return False
+        fresh = wire.copy(lease.message, lease.stamp, attempt=lease.stamp.attempt)
+        return await self._replace(lease.message, fresh, self.queue.name)
+
+    async def _give_back(self, message: AbstractIncomingMessage) -> None:
+        """A buffered message never handed out: back to the queue, not counted."""
+        stamp = wire.Stamp.of(message)
+        if message.redelivered:
+            await self._put_back(message, stamp)
+        else:
+            fresh = wire.copy(message, stamp, attempt=stamp.attempt)
+            await self._replace(message, fresh, self.queue.name)
+
+    async def _expired(self, lease: Lease) -> None:
+        if channel_open(lease.message):
+            await self._put_back(lease.message, lease.stamp)
+
+    async def _put_back(self, message: AbstractIncomingMessage, stamp: wire.Stamp) -> None:
+        """A delivery that was never settled: once more, or dead after the last attempt."""
+        if stamp.attempt >= self.queue.options.max_attempts:
+            await self._bury(message, stamp, UNSETTLED.format(n=stamp.attempt))
+        else:
+            fresh = wire.copy(message, stamp, attempt=stamp.attempt + 1)
+            await self._replace(message, fresh, self.queue.name)
+
+    async def _bury(self, message: AbstractIncomingMessage, stamp: wire.Stamp, reason: str) -> bool:
+        if not self.queue.options.dead_letter:
+            return await self._ack(message)
+        headers = {
+            wire.HEADER_LAST_ERROR: reason,
+            wire.HEADER_DEAD_AT: str(base.now_ms()),
+            wire.HEADER_DEAD_LETTER_ID: str(uuid.uuid4()),
+        }
+        fresh = wire.copy(message, stamp, attempt=stamp.attempt, set_headers=headers)
+        return await self._replace(message, fresh, self.topology.dead_letters)
+
+    async def _replace(
+        self, message: AbstractIncomingMessage, fresh: aio_pika.Message, routing_key: str
+    ) -> bool:
+        """Publish `fresh` (confirmed), then ack `message`; on failure give it back."""
+        try:
+            await self.send(fresh, routing_key)
+        except ConveyorError:
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            raise
+        return await self._ack(message)
+
+    async def _ack(self, message: AbstractIncomingMessage) -> bool:
+        try:
+            async with self._step("acknowledging a message"):
+                await message.ack()
+        except ConnectionFailed:
+            return False  # the channel closed: RabbitMQ has taken the message back
+        return True
+
+    # Inspection and dead letters
+
+    async def stats(self) -> QueueStats:
+        state = self._state()
+        async with self._step("reading the queue sizes"):
+            channel = await topology.temporary_channel(state.connection)
+            try:
+                ready = await topology.count(channel, self.queue.name)
+                dead = await topology.count(channel, self.topology.dead_letters)
+                delayed = 0
+                for name in self.topology.delay_queues():
+                    delayed += await topology.count(channel, name)
+            finally:
+                await channel.close()
+        # AMQP does not tell how many messages consumers hold unacked.
+        return QueueStats(ready=ready, in_flight=None, dead=dead, delayed=delayed)
+
+    async def check(self) -> CheckResult:
+        try:
+            await self.open()
+            state = self._state()
+            if not state.connection.connected.is_set():
+                return CheckResult(False, f"not connected to RabbitMQ at {self.peer}")
+            async with self._step("checking the queues"):
+                channel = await topology.temporary_channel(state.connection)
+                try:
+                    for name, _ in self.topology.queues():
+                        await topology.count(channel, name)
+                finally:
+                    await channel.close()
+        except ConveyorError as exc:
+            return CheckResult(False, exc.message)
+        except Exception as exc:
+            return CheckResult(False, f"unexpected {type(exc).__name__} while checking RabbitMQ")
+        return CheckResult(True)
+
+    async def dead_letters(self, *, limit: int, cursor: str | None = None) -> DeadLetterPage:
+        return await self._state().dead.page(limit=limit, cursor=cursor)
+
+    async def redrive(self, ids: Sequence[str] | None = None) -> int:
+        return await self._state().dead.redrive(ids)
+
+    async def delete_dead_letters(self, ids: Sequence[str]) -> int:
+        return await self._state().dead.delete(ids)
