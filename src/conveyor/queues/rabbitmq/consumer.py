@@ -57,9 +57,10 @@ class Prefetcher:
             # A per-consumer prefetch applies to consumers started after it is set.
             await self._channel.set_qos(prefetch_count=prefetch)
             previous, self._tag = self._tag, await self._queue.consume(self._arrive)
-            if previous is not None:
-                await self._queue.cancel(previous)
             self.prefetch = prefetch
+            if previous is not None:
+                with contextlib.suppress(Exception):  # else it ends with its channel
+                    await self._queue.cancel(previous)
 
     async def _arrive(self, message: AbstractIncomingMessage) -> None:
         self._buffer.append(message)
