@@ -69,7 +69,9 @@ async def test_published_messages_arrive_in_rabbitmq_with_the_same_json(
     by_id = {"handler": "orders.created", "order": {"id": 1, "total": "12.50"}, "text": "héllo ☃"}
     by_name = {"handler": "orders.created", "order": {"id": 2}, "tags": [1, None, True]}
 
-    first = await client.post(f"/api/v1/zstorage/queue/{queue['id']}/publish", json=by_id, headers=key)
+    first = await client.post(
+        f"/api/v1/zstorage/queue/{queue['id']}/publish", json=by_id, headers=key
+    )
     second = await client.post(
         f"/api/v1/zstorage/queue/a/{queue['name']}/publish", json=by_name, headers=key
     )
