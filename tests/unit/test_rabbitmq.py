@@ -150,7 +150,7 @@ def incoming(headers: dict[str, Any] | None, message_id: str | None = None) -> A
 def test_an_outgoing_message_is_persistent_json_with_its_id_and_attempt() -> None:
     sent = OutgoingMessage(body=b"{}", headers={"trace": "t"}, ordering_key="k")
     message = wire.outgoing(sent)
-    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT.value
     assert message.message_id == sent.id and message.content_type == "application/json"
     assert message.headers[HEADER_MESSAGE_ID] == sent.id
     assert message.headers[HEADER_ATTEMPT] == "1"
@@ -171,7 +171,7 @@ def test_a_copy_keeps_the_id_and_properties_and_drops_broker_headers() -> None:
     assert fresh.headers[HEADER_ATTEMPT] == "3" and fresh.headers["n"] == 5
     assert "x-death" not in fresh.headers
     assert len(str(fresh.headers["conveyor-last-error"])) == wire.MAX_ERROR_CHARS
-    assert fresh.properties.expiration == "1234"
+    assert fresh.expiration == "1234"
 
 
 def test_a_foreign_message_without_an_id_gets_one_from_its_content() -> None:

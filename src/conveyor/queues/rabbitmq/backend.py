@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
+from aiormq.abc import AbstractChannel
+from aiormq.exceptions import ChannelInvalidStateError
 
 from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError
 from conveyor.queues import base
@@ -107,26 +109,46 @@ class RabbitMQBackend:
 
     # Publishing
 
-    async def send(self, message: aio_pika.Message, routing_key: str) -> None:
-        """Publish and wait for RabbitMQ's confirm."""
-        channel = self._state().channel
-        assert channel is not None
-        async with self._step(f"publishing to {routing_key!r}"):
-            await channel.default_exchange.publish(message, routing_key, mandatory=True)
+    async def _channel(self) -> AbstractChannel:
+        """The confirming channel, failing fast when the connection is down."""
+        state = self._state()
+        # Checked first: aio-pika would otherwise wait for the reconnection.
+        if state.channel is None or not state.connection.connected.is_set():
+            raise ChannelInvalidStateError("not connected")
+        channel = await state.channel.get_underlay_channel()
+        if channel.is_closed:
+            raise ChannelInvalidStateError("channel closed")
+        return channel
+
+    async def send(self, body: bytes, properties: wire.Properties, routing_key: str) -> None:
+        """Publish and wait for RabbitMQ's confirm (an unroutable message is an error)."""
+        timeout_s = self.timeouts.operation_s
+        async with translated(self.peer, "publishing", timeout_s=timeout_s, enforce=False):
+            channel = await self._channel()
+            await channel.basic_publish(
+                body,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=True,
+                timeout=timeout_s,
+            )
 
     async def publish(self, message: OutgoingMessage) -> PublishResult:
-        await self.send(wire.outgoing(message), self.queue.name)
+        await self.send(message.body, wire.outgoing(message), self.queue.name)
         return PublishResult(message.id, message.id)
 
     async def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
-        channel = self._state().channel
-        assert channel is not None
-        exchange = channel.default_exchange
         name = self.queue.name
-        async with self._step(f"publishing {len(messages)} messages to {name!r}"):
+        async with self._step("publishing a batch"):
+            channel = await self._channel()
             # Confirms are pipelined: every message is in flight before the first confirm.
             outcomes = await asyncio.gather(
-                *(exchange.publish(wire.outgoing(m), name, mandatory=True) for m in messages),
+                *(
+                    channel.basic_publish(
+                        m.body, routing_key=name, properties=wire.outgoing(m), mandatory=True
+                    )
+                    for m in messages
+                ),
                 return_exceptions=True,
             )
             for outcome in outcomes:
@@ -252,11 +274,12 @@ class RabbitMQBackend:
         return await self._replace(message, fresh, self.topology.dead_letters)
 
     async def _replace(
-        self, message: AbstractIncomingMessage, fresh: aio_pika.Message, routing_key: str
+        self, message: AbstractIncomingMessage, fresh: wire.Properties, routing_key: str
     ) -> bool:
-        """Publish `fresh` (confirmed), then ack `message`; on failure give it back."""
+        """Publish a copy with `fresh` properties (confirmed), then ack `message`; on
+        failure give it back."""
         try:
-            await self.send(fresh, routing_key)
+            await self.send(message.body, fresh, routing_key)
         except ConveyorError:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)

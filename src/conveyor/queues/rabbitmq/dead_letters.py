@@ -29,7 +29,7 @@ MAX_SCAN = 10_000
 #: Messages redriven per round of concurrent publishes.
 CHUNK = 100
 
-Publish = Callable[[aio_pika.Message, str], Awaitable[None]]
+Publish = Callable[[bytes, wire.Properties, str], Awaitable[None]]
 
 
 class DeadLetters:
@@ -121,7 +121,7 @@ class DeadLetters:
             attempt=1,
             drop_headers=(wire.HEADER_DEAD_AT, wire.HEADER_DEAD_LETTER_ID),
         )
-        await self._publish(fresh, self._topology.name)
+        await self._publish(message.body, fresh, self._topology.name)
 
 
 def letter_id(message: AbstractIncomingMessage) -> str:

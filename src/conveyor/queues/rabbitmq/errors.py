@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import TracebackType
 
 from aiormq import exceptions as amqp
 
@@ -38,16 +37,34 @@ class Peer:
         return text.replace(self.password, "***") if self.password else text
 
 
-@asynccontextmanager
-async def translated(peer: Peer, action: str, *, timeout_s: float) -> AsyncIterator[None]:
-    """Run the block within `timeout_s`; map what the driver raises."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            yield
-    except ConveyorError:
-        raise
-    except Exception as exc:
-        raise translate(exc, peer, action, timeout_s) from exc
+class translated:
+    """`async with translated(peer, action, timeout_s=…):` maps what the driver raises
+    in the block and bounds the block in time (`enforce=False`: the calls in the block
+    carry `timeout_s` themselves). A class, not a generator: it wraps every publish."""
+
+    __slots__ = ("_action", "_peer", "_timeout", "_timeout_s")
+
+    def __init__(self, peer: Peer, action: str, *, timeout_s: float, enforce: bool = True) -> None:
+        self._peer = peer
+        self._action = action
+        self._timeout_s = timeout_s
+        self._timeout = asyncio.timeout(timeout_s) if enforce else None
+
+    async def __aenter__(self) -> None:
+        if self._timeout is not None:
+            await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if self._timeout is not None:
+            try:
+                await self._timeout.__aexit__(kind, exc, tb)
+            except TimeoutError as timeout:
+                raise translate(timeout, self._peer, self._action, self._timeout_s) from timeout
+        if exc is None or isinstance(exc, ConveyorError) or not isinstance(exc, Exception):
+            return False
+        raise translate(exc, self._peer, self._action, self._timeout_s) from exc
 
 
 def translate(exc: Exception, peer: Peer, action: str, timeout_s: float) -> BackendError:

@@ -1,7 +1,9 @@
 """How a Conveyor message travels in RabbitMQ: AMQP properties and headers.
 
 The message id is the AMQP `message_id` (and the `conveyor-message-id` header); the
-publish time and the attempt travel in headers. `conveyor-attempt` on the wire is the
+publish time and the attempt travel in headers. Messages are persistent JSON. The
+functions build AMQP properties directly (not `aio_pika.Message`): this is the publish
+hot path. `conveyor-attempt` on the wire is the
 number the *next* delivery of that copy will carry: 1 when published, 2 after one retry.
 A broker copy is never changed: Conveyor re-publishes a new copy (same id, new headers)
 and acks the old one.
@@ -13,10 +15,10 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
-import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
+from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic
 
 from conveyor.queues import base
 from conveyor.queues.base import OutgoingMessage
@@ -26,24 +28,25 @@ HEADER_DEAD_AT = "conveyor-dead-at"
 HEADER_DEAD_LETTER_ID = "conveyor-dead-letter-id"
 HEADER_ORDERING_KEY = "conveyor-ordering-key"
 CONTENT_TYPE = "application/json"
+PERSISTENT = 2
+Properties: TypeAlias = Basic.Properties
 #: Errors are kept for people to read; a full traceback is cut to this many characters.
 MAX_ERROR_CHARS = 4000
 #: Headers the broker manages; a re-published copy starts without them.
 _BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 
-def outgoing(message: OutgoingMessage) -> aio_pika.Message:
+def outgoing(message: OutgoingMessage) -> Properties:
     headers: dict[str, Any] = dict(message.headers)
     headers[base.HEADER_MESSAGE_ID] = message.id
     headers[base.HEADER_ATTEMPT] = "1"
     headers[base.HEADER_PUBLISHED_AT] = str(message.published_at_ms)
     if message.ordering_key is not None:
         headers[HEADER_ORDERING_KEY] = message.ordering_key
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
+    return Properties(
         content_type=CONTENT_TYPE,
-        delivery_mode=DeliveryMode.PERSISTENT,
+        delivery_mode=PERSISTENT,
+        headers=headers,
         message_id=message.id,
     )
 
@@ -94,8 +97,8 @@ def copy(
     set_headers: Mapping[str, str] | None = None,
     drop_headers: tuple[str, ...] = (),
     expiration_ms: int | None = None,
-) -> aio_pika.Message:
-    """A new broker copy of `message`: same id, body and properties, new headers."""
+) -> Properties:
+    """Properties for a new broker copy of `message`: same id and properties, new headers."""
     headers = {
         k: v
         for k, v in (message.headers or {}).items()
@@ -106,20 +109,18 @@ def copy(
     headers[base.HEADER_PUBLISHED_AT] = str(stamp.published_at_ms)
     for key, value in (set_headers or {}).items():
         headers[key] = value[:MAX_ERROR_CHARS]
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
+    return Properties(
         content_type=message.content_type,
         content_encoding=message.content_encoding,
-        delivery_mode=DeliveryMode.PERSISTENT,
+        headers=headers,
+        delivery_mode=PERSISTENT,
         priority=message.priority,
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
+        expiration=str(expiration_ms) if expiration_ms is not None else None,
         message_id=stamp.id,
-        type=message.type,
+        message_type=message.type,
         app_id=message.app_id,
-        # aio-pika takes seconds and truncates to ms: the half keeps float error off.
-        expiration=(expiration_ms + 0.5) / 1000 if expiration_ms is not None else None,
     )
 
 
