@@ -6,16 +6,15 @@ confirmed the message, and a message no queue would take (the queue was deleted)
 error, not a silent success. Receiving, leases and dead letters are described in
 `consumer`, `leases`, `topology` and `dead_letters`.
 
-Every settling action other than a plain ack (retry, release, dead-letter, a lease that
-ran out) publishes a new copy of the message, confirmed, and only then acks the
-delivered one: a crash in between can duplicate a message, never lose it.
+Settling is in `settle`: every action other than a plain ack publishes a new copy of
+the message, confirmed, and only then acks the delivered one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
+import logging
 from collections.abc import Sequence
 
 import aio_pika
@@ -24,7 +23,6 @@ from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelInvalidStateError
 
 from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError
-from conveyor.queues import base
 from conveyor.queues.base import (
     CheckResult,
     DeadLetterPage,
@@ -40,8 +38,9 @@ from conveyor.queues.rabbitmq.consumer import Prefetcher
 from conveyor.queues.rabbitmq.dead_letters import DeadLetters
 from conveyor.queues.rabbitmq.errors import translated
 from conveyor.queues.rabbitmq.leases import Lease, Leases, channel_open
+from conveyor.queues.rabbitmq.settle import Settler
 
-UNSETTLED = "delivered {n} time(s) without being settled (lease expired or worker lost)"
+log = logging.getLogger(__name__)
 
 
 class _Open:
@@ -67,6 +66,7 @@ class RabbitMQBackend:
         self.peer = peer_of(self._url)
         self._open: _Open | None = None
         self._leases = Leases(self._expired)
+        self._settler = Settler(queue.options, self.topology, self.send, self.peer, self.timeouts)
 
     def _step(self, action: str) -> contextlib.AbstractAsyncContextManager[None]:
         return translated(self.peer, action, timeout_s=self.timeouts.operation_s)
@@ -99,7 +99,7 @@ class RabbitMQBackend:
             return
         for message in await state.prefetcher.stop():
             with contextlib.suppress(Exception):  # else closing the channel gives it back
-                await self._give_back(message)
+                await self._settler.give_back(message)
         await self._leases.close(self.timeouts.operation_s)
         self._open = None
         await state.prefetcher.close()
@@ -186,7 +186,10 @@ class RabbitMQBackend:
         stamp = wire.Stamp.of(message)
         if message.redelivered:
             # An earlier delivery of this copy was never settled: count it, put it back.
-            await self._put_back(message, stamp)
+            try:
+                await self._settler.put_back(message, stamp)
+            except ConveyorError as exc:  # given back to RabbitMQ; the others still go out
+                log.warning("could not count a redelivered message: %s", exc)
             return None
         lease = self._leases.grant(message, stamp, self.queue.options.visibility_timeout_s)
         return Delivery(
@@ -208,27 +211,17 @@ class RabbitMQBackend:
 
     async def ack(self, delivery: Delivery) -> bool:
         lease = self._take(delivery)
-        return lease is not None and await self._ack(lease.message)
+        return lease is not None and await self._settler.ack(lease.message)
 
     async def retry(self, delivery: Delivery, *, delay_s: float, error: str | None) -> bool:
         lease = self._take(delivery)
-        if lease is None:
-            return False
-        target, expiration_ms = self.queue.name, None
-        if delay_s > 0:
-            target, expiration_ms = self.topology.delay_for(delay_s)
-        fresh = wire.copy(
-            lease.message,
-            lease.stamp,
-            attempt=lease.stamp.attempt + 1,
-            set_headers={wire.HEADER_LAST_ERROR: error} if error else None,
-            expiration_ms=expiration_ms,
+        return lease is not None and await self._settler.retry(
+            lease.message, lease.stamp, delay_s, error
         )
-        return await self._replace(lease.message, fresh, target)
 
     async def dead_letter(self, delivery: Delivery, *, reason: str) -> bool:
         lease = self._take(delivery)
-        return lease is not None and await self._bury(lease.message, lease.stamp, reason)
+        return lease is not None and await self._settler.bury(lease.message, lease.stamp, reason)
 
     async def extend_lease(self, delivery: Delivery, *, seconds: float) -> bool:
         lease = delivery.receipt
@@ -236,94 +229,27 @@ class RabbitMQBackend:
 
     async def release(self, delivery: Delivery) -> bool:
         lease = self._take(delivery)
-        if lease is None:
-            return False
-        fresh = wire.copy(lease.message, lease.stamp, attempt=lease.stamp.attempt)
-        return await self._replace(lease.message, fresh, self.queue.name)
-
-    async def _give_back(self, message: AbstractIncomingMessage) -> None:
-        """A buffered message never handed out: back to the queue, not counted."""
-        stamp = wire.Stamp.of(message)
-        if message.redelivered:
-            await self._put_back(message, stamp)
-        else:
-            fresh = wire.copy(message, stamp, attempt=stamp.attempt)
-            await self._replace(message, fresh, self.queue.name)
+        return lease is not None and await self._settler.release(lease.message, lease.stamp)
 
     async def _expired(self, lease: Lease) -> None:
         if channel_open(lease.message):
-            await self._put_back(lease.message, lease.stamp)
-
-    async def _put_back(self, message: AbstractIncomingMessage, stamp: wire.Stamp) -> None:
-        """A delivery that was never settled: once more, or dead after the last attempt."""
-        if stamp.attempt >= self.queue.options.max_attempts:
-            await self._bury(message, stamp, UNSETTLED.format(n=stamp.attempt))
-        else:
-            fresh = wire.copy(message, stamp, attempt=stamp.attempt + 1)
-            await self._replace(message, fresh, self.queue.name)
-
-    async def _bury(self, message: AbstractIncomingMessage, stamp: wire.Stamp, reason: str) -> bool:
-        if not self.queue.options.dead_letter:
-            return await self._ack(message)
-        headers = {
-            wire.HEADER_LAST_ERROR: reason,
-            wire.HEADER_DEAD_AT: str(base.now_ms()),
-            wire.HEADER_DEAD_LETTER_ID: str(uuid.uuid4()),
-        }
-        fresh = wire.copy(message, stamp, attempt=stamp.attempt, set_headers=headers)
-        return await self._replace(message, fresh, self.topology.dead_letters)
-
-    async def _replace(
-        self, message: AbstractIncomingMessage, fresh: wire.Properties, routing_key: str
-    ) -> bool:
-        """Publish a copy with `fresh` properties (confirmed), then ack `message`; on
-        failure give it back."""
-        try:
-            await self.send(message.body, fresh, routing_key)
-        except ConveyorError:
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
-            raise
-        return await self._ack(message)
-
-    async def _ack(self, message: AbstractIncomingMessage) -> bool:
-        try:
-            async with self._step("acknowledging a message"):
-                await message.ack()
-        except ConnectionFailed:
-            return False  # the channel closed: RabbitMQ has taken the message back
-        return True
+            await self._settler.put_back(lease.message, lease.stamp)
 
     # Inspection and dead letters
 
     async def stats(self) -> QueueStats:
-        state = self._state()
+        connection = self._state().connection
         async with self._step("reading the queue sizes"):
-            channel = await topology.temporary_channel(state.connection)
-            try:
-                ready = await topology.count(channel, self.queue.name)
-                dead = await topology.count(channel, self.topology.dead_letters)
-                delayed = 0
-                for name in self.topology.delay_queues():
-                    delayed += await topology.count(channel, name)
-            finally:
-                await channel.close()
-        # AMQP does not tell how many messages consumers hold unacked.
-        return QueueStats(ready=ready, in_flight=None, dead=dead, delayed=delayed)
+            return await topology.sizes(connection, self.topology)
 
     async def check(self) -> CheckResult:
         try:
             await self.open()
-            state = self._state()
-            if not state.connection.connected.is_set():
+            connection = self._state().connection
+            if not connection.connected.is_set():
                 return CheckResult(False, f"not connected to RabbitMQ at {self.peer}")
             async with self._step("checking the queues"):
-                channel = await topology.temporary_channel(state.connection)
-                try:
-                    for name, _ in self.topology.queues():
-                        await topology.count(channel, name)
-                finally:
-                    await channel.close()
+                await topology.verify(connection, self.topology)
         except ConveyorError as exc:
             return CheckResult(False, exc.message)
         except Exception as exc:

@@ -26,6 +26,8 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
+from conveyor.queues.base import QueueStats
+
 log = logging.getLogger(__name__)
 
 #: Upper bounds of the delay buckets, in seconds: 1 s to about 4.5 h (longer delays go
@@ -97,3 +99,28 @@ async def count(channel: aio_pika.Channel, queue: str) -> int:
     """Ready messages in `queue`, from a passive declare (raises if it is missing)."""
     declared = await channel.declare_queue(queue, passive=True)
     return int(declared.declaration_result.message_count or 0)
+
+
+async def sizes(connection: AbstractConnection, topology: Topology) -> QueueStats:
+    """Ready, dead and delayed messages, from passive declares."""
+    channel = await temporary_channel(connection)
+    try:
+        ready = await count(channel, topology.name)
+        dead = await count(channel, topology.dead_letters)
+        delayed = 0
+        for name in topology.delay_queues():
+            delayed += await count(channel, name)
+    finally:
+        await channel.close()
+    # AMQP does not tell how many messages consumers hold unacked.
+    return QueueStats(ready=ready, in_flight=None, dead=dead, delayed=delayed)
+
+
+async def verify(connection: AbstractConnection, topology: Topology) -> None:
+    """Raise if any of the queues is missing."""
+    channel = await temporary_channel(connection)
+    try:
+        for name, _ in topology.queues():
+            await count(channel, name)
+    finally:
+        await channel.close()
