@@ -16,6 +16,7 @@ import pytest
 from conveyor.platform import Platform
 from tests import rabbitmq
 from tests.conftest import bearer
+from tests.contract.queue_contract import receive
 from tests.tcp_proxy import TcpProxy
 
 # The database plays no part here: SQLite alone keeps the suite short.
@@ -227,3 +228,42 @@ async def _keep_publishing(publish: Any) -> None:
         await publish(n)
         n += 1
         await asyncio.sleep(0.01)
+
+
+async def test_stats_and_dead_letters_through_the_admin_api(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform, names: list[str]
+) -> None:
+    queue = await create_queue(client, admin, names)
+    key = await bearer(platform, "publish")
+    base = f"/api/v1/zstorage/queues/{queue['id']}"
+    for n in range(3):
+        response = await client.post(
+            f"/api/v1/zstorage/queue/{queue['id']}/publish", json={"n": n}, headers=key
+        )
+        assert response.status_code == 200
+    assert (await client.get(f"{base}/stats", headers=admin)).json() == {
+        "ready": 3,
+        "in_flight": None,
+        "dead": 0,
+        "delayed": 0,
+    }
+    worker = await platform.backends.connect(await platform.queues.get(queue["id"]))
+    for delivery in await receive(worker, 3):
+        assert await worker.dead_letter(delivery, reason="no handler 'x'")
+    await worker.close()
+
+    letters = (await client.get(f"{base}/dead-letters?limit=2", headers=admin)).json()
+    assert len(letters["items"]) == 2 and letters["next_cursor"] == "2"
+    assert letters["items"][0]["payload"] == {"n": 0}
+    assert letters["items"][0]["last_error"] == "no handler 'x'"
+    rest = await client.get(
+        f"{base}/dead-letters", params={"cursor": letters["next_cursor"]}, headers=admin
+    )
+    assert [d["payload"] for d in rest.json()["items"]] == [{"n": 2}]
+    picked = {"ids": [letters["items"][1]["id"]]}
+    moved = await client.post(f"{base}/dead-letters/redrive", json=picked, headers=admin)
+    assert moved.json() == {"count": 1}
+    deleted = await client.post(f"{base}/dead-letters/delete", json={"ids": None}, headers=admin)
+    assert deleted.json() == {"count": 0}  # delete needs ids: none means none
+    stats = (await client.get(f"{base}/stats", headers=admin)).json()
+    assert (stats["ready"], stats["dead"]) == (1, 2)

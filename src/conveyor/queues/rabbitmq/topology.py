@@ -11,8 +11,10 @@ For a Conveyor queue named `orders`:
 
 RabbitMQ expires a message only once it reaches the head of its queue, so a message
 can wait behind a longer-delayed one published earlier into the same bucket. Bucket
-bounds double, so that wait is shorter than the message's own delay: a retry never
-comes early, and at worst comes less than twice as late as asked.
+bounds double, so that wait is shorter than the message's own delay (under a second
+for delays shorter than a second): a retry never comes early, and comes late only by
+less than it was delayed. One queue per exact delay would avoid the wait, at the cost
+of an unbounded number of queues.
 """
 
 from __future__ import annotations
