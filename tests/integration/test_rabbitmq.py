@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -286,3 +288,52 @@ async def test_a_receiver_survives_a_cut_connection(make: Make) -> None:
                 got.append(delivery.id)
                 assert await backend.ack(delivery)
         assert set(got) == {m.id for m in sent}
+
+
+HOLDER = """
+import asyncio, sys
+from conveyor.queues.rabbitmq import RabbitMQBackend
+from tests.rabbitmq import queue_for
+
+async def main(name: str, count: int) -> None:
+    backend = RabbitMQBackend(*queue_for(name, visibility_timeout_s=300))
+    await backend.open()
+    held = 0
+    while held < count:
+        held += len(await backend.receive(count - held, wait_s=1))
+    print("holding", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def test_messages_held_by_a_killed_process_come_back_counted(make: Make) -> None:
+    backend = await make(visibility_timeout_s=300)
+    sent = [message(n) for n in range(5)]
+    await backend.publish_batch(sent)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER,
+        backend.queue.name,
+        "5",
+        cwd=Path(__file__).parents[2],
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        async with asyncio.timeout(30):
+            assert await holder.stdout.readline() == b"holding\n"
+        assert (await backend.stats()).ready == 0
+        holder.kill()  # SIGKILL: no goodbye to RabbitMQ
+        await holder.wait()
+        deliveries = await receive(backend, 5)
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+    assert sorted(d.id for d in deliveries) == sorted(m.id for m in sent)
+    assert [d.attempt for d in deliveries] == [2] * 5
+    for delivery in deliveries:
+        assert await backend.ack(delivery)
