@@ -267,3 +267,26 @@ async def test_stats_and_dead_letters_through_the_admin_api(
     assert deleted.json() == {"count": 0}  # delete needs ids: none means none
     stats = (await client.get(f"{base}/stats", headers=admin)).json()
     assert (stats["ready"], stats["dead"]) == (1, 2)
+
+
+@pytest.mark.slow
+async def test_concurrent_publishes_to_a_silent_broker_all_fail_within_one_timeout(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform, names: list[str]
+) -> None:
+    upstream = urlsplit(rabbitmq.RABBITMQ_URL)
+    key = await bearer(platform, "publish")
+    async with TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672) as proxy:
+        proxy.stall()  # connections are accepted, then nothing comes back
+        queue = await create_queue(client, admin, names, url=f"amqp://127.0.0.1:{proxy.port}/")
+        url = f"/api/v1/zstorage/queue/{queue['id']}/publish"
+
+        async def publish() -> tuple[int, float]:
+            started = time.monotonic()
+            response = await client.post(url, json={"handler": "h"}, headers=key)
+            return response.status_code, time.monotonic() - started
+
+        answers = await asyncio.gather(*(publish() for _ in range(6)))
+
+    assert [status for status, _ in answers] == [503] * 6
+    # One connect timeout (5 s) for all of them, not one after another.
+    assert max(seconds for _, seconds in answers) < 9
