@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import time
 from collections.abc import Callable
 
-from conveyor.exceptions import ConfigurationError
+from conveyor.exceptions import ConfigurationError, ConveyorError
 from conveyor.queues.base import QueueBackend
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.model import Credentials, Queue, QueueType
@@ -47,18 +48,31 @@ class BackendPool:
         self._embedded = embedded
         self._open: dict[str, QueueBackend] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: The last failed open per queue: when it ended, and why.
+        self._failed: dict[str, tuple[float, ConveyorError]] = {}
 
     async def get(self, queue: Queue) -> QueueBackend:
         backend = self._open.get(queue.id)
         if backend is not None and backend.queue.updated_at == queue.updated_at:
             return backend
+        waiting_since = time.monotonic()
         async with self._locks.setdefault(queue.id, asyncio.Lock()):
             backend = self._open.get(queue.id)
             if backend is not None and backend.queue.updated_at == queue.updated_at:
                 return backend
+            # Callers that queued behind an open that failed share its error: else each
+            # would wait out a connect timeout in turn, the last one for many of them.
+            failed = self._failed.get(queue.id)
+            if failed is not None and failed[0] >= waiting_since:
+                raise failed[1].with_traceback(None)
             if backend is not None:
                 await self._close(backend)
-            fresh = await self.connect(queue)
+            try:
+                fresh = await self.connect(queue)
+            except ConveyorError as exc:
+                self._failed[queue.id] = (time.monotonic(), exc)
+                raise
+            self._failed.pop(queue.id, None)
             self._open[queue.id] = fresh
             return fresh
 

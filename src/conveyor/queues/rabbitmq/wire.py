@@ -1,0 +1,141 @@
+"""How a Conveyor message travels in RabbitMQ: AMQP properties and headers.
+
+The message id is the AMQP `message_id` (and the `conveyor-message-id` header); the
+publish time and the attempt travel in headers. Messages are persistent JSON. The
+functions build AMQP properties directly (not `aio_pika.Message`): this is the publish
+hot path. `conveyor-attempt` on the wire is the
+number the *next* delivery of that copy will carry: 1 when published, 2 after one retry.
+A broker copy is never changed: Conveyor re-publishes a new copy (same id, new headers)
+and acks the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic
+
+from conveyor.queues import base
+from conveyor.queues.base import OutgoingMessage
+
+HEADER_LAST_ERROR = "conveyor-last-error"
+HEADER_DEAD_AT = "conveyor-dead-at"
+HEADER_DEAD_LETTER_ID = "conveyor-dead-letter-id"
+HEADER_ORDERING_KEY = "conveyor-ordering-key"
+CONTENT_TYPE = "application/json"
+PERSISTENT = 2
+Properties: TypeAlias = Basic.Properties
+#: Errors are kept for people to read; a full traceback is cut to this many characters.
+MAX_ERROR_CHARS = 4000
+#: Headers the broker manages; a re-published copy starts without them.
+_BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+
+
+def outgoing(message: OutgoingMessage) -> Properties:
+    headers: dict[str, Any] = dict(message.headers)
+    headers[base.HEADER_MESSAGE_ID] = message.id
+    headers[base.HEADER_ATTEMPT] = "1"
+    headers[base.HEADER_PUBLISHED_AT] = str(message.published_at_ms)
+    if message.ordering_key is not None:
+        headers[HEADER_ORDERING_KEY] = message.ordering_key
+    return Properties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        headers=headers,
+        message_id=message.id,
+    )
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What Conveyor reads from a delivered message."""
+
+    id: str
+    attempt: int
+    published_at_ms: int
+    #: Text-valued headers, as handlers see them.
+    headers: dict[str, str]
+    ordering_key: str | None
+
+    @classmethod
+    def of(cls, message: AbstractIncomingMessage) -> Stamp:
+        headers = {k: t for k, v in (message.headers or {}).items() if (t := _text(v)) is not None}
+        message_id = headers.get(base.HEADER_MESSAGE_ID) or message.message_id
+        if not message_id:  # a foreign message without an id: one derived from its content
+            message_id = str(uuid.UUID(bytes=hashlib.sha256(message.body).digest()[:16]))
+        published = _number(headers.get(base.HEADER_PUBLISHED_AT))
+        if published is None:
+            stamp = message.timestamp
+            published = int(stamp.timestamp() * 1000) if stamp else base.now_ms()
+        return cls(
+            id=message_id,
+            attempt=max(1, _number(headers.get(base.HEADER_ATTEMPT)) or 1),
+            published_at_ms=published,
+            headers=headers,
+            ordering_key=headers.get(HEADER_ORDERING_KEY),
+        )
+
+    def visible_headers(self) -> dict[str, str]:
+        """The headers a handler sees: Conveyor's fields as this delivery has them."""
+        return self.headers | {
+            base.HEADER_MESSAGE_ID: self.id,
+            base.HEADER_ATTEMPT: str(self.attempt),
+            base.HEADER_PUBLISHED_AT: str(self.published_at_ms),
+        }
+
+
+def copy(
+    message: AbstractIncomingMessage,
+    stamp: Stamp,
+    *,
+    attempt: int,
+    set_headers: Mapping[str, str] | None = None,
+    drop_headers: tuple[str, ...] = (),
+    expiration_ms: int | None = None,
+) -> Properties:
+    """Properties for a new broker copy of `message`: same id and properties, new headers."""
+    headers = {
+        k: v
+        for k, v in (message.headers or {}).items()
+        if not k.startswith(_BROKER_HEADERS) and k not in drop_headers
+    }
+    headers[base.HEADER_MESSAGE_ID] = stamp.id
+    headers[base.HEADER_ATTEMPT] = str(attempt)
+    headers[base.HEADER_PUBLISHED_AT] = str(stamp.published_at_ms)
+    for key, value in (set_headers or {}).items():
+        headers[key] = value[:MAX_ERROR_CHARS]
+    return Properties(
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        headers=headers,
+        delivery_mode=PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        expiration=str(expiration_ms) if expiration_ms is not None else None,
+        message_id=stamp.id,
+        message_type=message.type,
+        app_id=message.app_id,
+    )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return None
+
+
+def _number(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
