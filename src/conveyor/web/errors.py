@@ -12,7 +12,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from conveyor import exceptions as exc
-from conveyor.api.errors import status_for
 from conveyor.web import auth
 from conveyor.web.csrf import CsrfFailed
 from conveyor.web.pages import wants_partial
@@ -54,6 +53,9 @@ async def _csrf_failed(request: Request, error: Exception) -> Response:
 
 
 async def _conveyor_error(request: Request, error: Exception) -> Response:
+    # Imported here: `conveyor.api` mounts this package, so a top-level import would cycle.
+    from conveyor.api.errors import status_for
+
     assert isinstance(error, exc.ConveyorError)
     return _page(request, status_for(error), error.message)
 
