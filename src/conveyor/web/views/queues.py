@@ -9,7 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
-from conveyor.exceptions import BackendError, BadRequest, Conflict, ValidationError
+from conveyor.exceptions import (
+    BackendError,
+    BadRequest,
+    ConfigurationError,
+    Conflict,
+    ValidationError,
+)
 from conveyor.queues.model import Queue, QueueType
 from conveyor.web import probes, queue_form
 from conveyor.web.forms import FieldErrors
@@ -195,7 +201,7 @@ async def publish(request: Request, queue_id: str, session: SignedIn) -> HTMLRes
         error, status = f"The backend did not answer within {PUBLISH_TIMEOUT_S:g} s.", 503
     except BadRequest as exc:  # also PayloadTooLarge: the message is at fault
         error, status = exc.message, 422
-    except BackendError as exc:
+    except (BackendError, ConfigurationError) as exc:  # down, or its driver not installed
         error, status = f"The backend did not accept the message: {exc.message}", 503
     context = {"published": published, "publish_error": error, "message": message}
     if wants_partial(request):
