@@ -59,6 +59,14 @@ def _values(form: Form) -> dict[str, Any]:
 async def create_key(request: Request, session: SignedIn) -> HTMLResponse:
     form = await posted(request, session)
     queues = lines(form.get("queues")) or None
+    # The store stops at the first problem; the form shows every missing field at once.
+    missing = FieldErrors()
+    if not form.get("name").strip():
+        missing.add("name", "give a name of 1 to 200 characters")
+    if not form.getlist("scopes"):
+        missing.add("scopes", "give at least one scope")
+    if missing:
+        return await _page(request, values=_values(form), errors=missing, status=422)
     try:
         key, token = await platform_of(request).keys.create(
             form.get("name"), form.getlist("scopes"), queues
