@@ -337,3 +337,20 @@ async def test_unknown_pages_and_bad_ids_answer_as_pages(signed_in: httpx.AsyncC
     queue = await signed_in.get("/admin/queues/0123456789")
     assert queue.status_code == 404 and "no queue" in queue.text
     assert (await signed_in.get("/admin/static/app.js")).status_code == 200
+
+
+async def test_overview_counts_match_each_queue_stats(platform: Platform) -> None:
+    """The list page counts embedded queues in one query; it agrees with `stats()`."""
+    busy = await platform.queues.create({"name": "busy", "type": "embedded"})
+    empty = await platform.queues.create({"name": "empty", "type": "embedded"})
+    backend = await platform.backends.get(busy)
+    for n in range(5):
+        await backend.publish(OutgoingMessage(body=b'{"n": %d}' % n))
+    first, second, _leased = await backend.receive(3)
+    await backend.dead_letter(first, reason="x")
+    await backend.retry(second, delay_s=60, error="later")
+    many = await platform.embedded.stats_many([busy.id, empty.id])
+    assert many[busy.id] == await backend.stats()
+    assert (many[busy.id].ready, many[busy.id].in_flight, many[busy.id].delayed) == (2, 1, 1)
+    assert many[busy.id].dead == 1
+    assert many[empty.id] == await (await platform.backends.get(empty)).stats()

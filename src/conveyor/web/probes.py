@@ -12,10 +12,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from conveyor.exceptions import ConveyorError
 from conveyor.platform import Platform
 from conveyor.queues.base import CheckResult, QueueStats
-from conveyor.queues.model import Queue
+from conveyor.queues.model import Queue, QueueType
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,20 @@ async def counts(platform: Platform, queue: Queue, timeout_s: float = STATS_TIME
 
 
 async def counts_of(platform: Platform, queues: Sequence[Queue]) -> dict[str, Counts]:
-    results = await asyncio.gather(*(counts(platform, q) for q in queues))
-    return {queue.id: result for queue, result in zip(queues, results, strict=True)}
+    """Counts of many queues: embedded ones in one query, brokers concurrently."""
+    embedded = [q.id for q in queues if q.type is QueueType.EMBEDDED]
+    brokers = [q for q in queues if q.type is not QueueType.EMBEDDED]
+    found: dict[str, Counts] = {}
+    try:
+        async with asyncio.timeout(STATS_TIMEOUT_S):
+            stats = await platform.embedded.stats_many(embedded)
+        found |= {queue_id: Counts(s) for queue_id, s in stats.items()}
+    except (TimeoutError, SQLAlchemyError) as exc:
+        log.warning("counts of the embedded queues failed: %s", exc)
+        found |= {queue_id: Counts(None, "the database did not answer") for queue_id in embedded}
+    results = await asyncio.gather(*(counts(platform, q) for q in brokers))
+    found |= {queue.id: result for queue, result in zip(brokers, results, strict=True)}
+    return found
 
 
 async def check(

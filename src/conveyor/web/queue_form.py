@@ -7,6 +7,7 @@ from typing import Any
 
 from conveyor.queues.model import Queue, QueueOptions, QueueType
 from conveyor.web.forms import Form
+from conveyor.web.templating import number
 
 TEXT_FIELDS = ("name", "type", "url", "username", "region", "description")
 
@@ -109,9 +110,5 @@ def values_of_queue(queue: Queue | None) -> dict[str, Any]:
         values["type"] = QueueType.EMBEDDED.value
     for option in OPTIONS:
         value = getattr(options, option.name)
-        values[option.field] = value if option.kind == "checkbox" else _number(value)
+        values[option.field] = value if option.kind == "checkbox" else number(value)
     return values
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)

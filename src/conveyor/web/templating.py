@@ -58,6 +58,11 @@ def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def number(value: float | int) -> str:
+    """30.0 as 30, 0.5 as 0.5: options read as they were typed."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -67,7 +72,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["static_url"] = static_url
-    env.filters.update(when=when, ago=ago, pretty_json=pretty_json, count=count)
+    env.filters.update(when=when, ago=ago, pretty_json=pretty_json, count=count, number=number)
     return env
 
 
