@@ -67,6 +67,9 @@ def test_sign_in_and_the_dashboard(page: Page) -> None:
     page.get_by_role("link", name="Home").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     screenshot(page, "dashboard")
+    page.goto("/admin/queues/no-such-queue")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    screenshot(page, "not-found")
 
 
 def test_create_a_queue_publish_and_watch_the_counts(page: Page, backoffice: BackOffice) -> None:
@@ -94,6 +97,14 @@ def test_create_a_queue_publish_and_watch_the_counts(page: Page, backoffice: Bac
     expect(page.get_by_role("status").first).to_have_text("Queue created.")
     expect(page.get_by_text("Orders from the <shop>")).to_be_visible()
     queue_id = page.url.split("/admin/queues/", 1)[1].split("?", 1)[0]
+
+    page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Max attempts")).to_have_value("3")
+    screenshot(page, "queue-edit")
+    page.get_by_label("Description").fill("Orders from the web shop")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").first).to_have_text("Queue saved.")
+    expect(page.get_by_text("Orders from the web shop")).to_be_visible()
 
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#check-result")).to_contain_text("Connection OK")

@@ -9,7 +9,7 @@ logins on purpose (a lockout denial of service). Instead:
 - an address gets `ADDRESS_FREE_FAILURES` (shared offices sit behind one address), then
   the same exponential lock: one address cannot spray many usernames either;
 - every attempt costs an argon2id verification, and failures are forgotten
-  `FORGET_AFTER` after the last one.
+  `FORGET_AFTER` (an hour) after the last one.
 
 A distributed guesser (many addresses against one username) remains possible; it is
 bounded by the argon2id cost and the minimum password length, and shows in the log.
@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 PAIR_FREE_FAILURES = 5
 ADDRESS_FREE_FAILURES = 20
 MAX_LOCK_S = 15 * 60
-FORGET_AFTER = timedelta(minutes=15)
+#: Longer than the longest lock, so a guesser who waits out a lock meets the next one.
+FORGET_AFTER = timedelta(hours=1)
 
 
 def _key(*parts: str) -> str:

@@ -58,7 +58,7 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     csrf.check(request.cookies.get(csrf.LOGIN_COOKIE), csrf.submitted(request, form))
     username = form.get("username").strip()[:MAX_USERNAME]
-    password = form.get("password")[:MAX_PASSWORD]
+    password = form.get("password")
     next_path = auth.safe_next(form.get("next"))
     token = csrf.new_token()
     throttle: LoginThrottle = request.app.state.throttle
@@ -71,7 +71,8 @@ async def login(request: Request) -> Response:
         )
         page.headers["Retry-After"] = str(wait_s)
         return page
-    user = await platform_of(request).users.authenticate(username, password) if username else None
+    plausible = username and len(password) <= MAX_PASSWORD
+    user = await platform_of(request).users.authenticate(username, password) if plausible else None
     if user is None:
         await throttle.failed(username, address)
         error = "Wrong username or password."
