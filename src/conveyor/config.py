@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     #: Refuse queue URLs that point at private, loopback, link-local or metadata
     #: addresses (for multi-tenant deployments; local brokers are normal in development).
     deny_private_queue_urls: bool = False
+    #: Back-office sessions end after this long without a request…
+    session_idle_timeout_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    #: …and this long after the login, whatever the activity.
+    session_max_age_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    #: Believe `X-Forwarded-Proto`/`X-Forwarded-For` (only behind a reverse proxy that
+    #: sets them; otherwise any client could claim HTTPS or another address).
+    trust_proxy_headers: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

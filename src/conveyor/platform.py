@@ -12,6 +12,7 @@ from conveyor.crypto import SecretBox
 from conveyor.db import Database
 from conveyor.db.migrate import MigrationResult, migrate
 from conveyor.keys import KeyStore
+from conveyor.queues.activity import PublishActivity
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.idempotency import IdempotencyStore
 from conveyor.queues.pool import BackendPool
@@ -45,7 +46,8 @@ class Platform:
         self.embedded = EmbeddedStore(self.db)
         self.backends = BackendPool(self.queues, self.embedded)
         self.idempotency = IdempotencyStore(self.db)
-        self.publisher = Publisher(self.backends, self.idempotency)
+        self.activity = PublishActivity(self.db)
+        self.publisher = Publisher(self.backends, self.idempotency, self.activity)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def migrate(self) -> MigrationResult:
@@ -54,6 +56,7 @@ class Platform:
     async def open(self) -> None:
         self._tasks.append(asyncio.create_task(self.keys.run_usage_flusher()))
         self._tasks.append(asyncio.create_task(self._prune_idempotency_keys()))
+        self._tasks.append(asyncio.create_task(self.activity.run_flusher()))
 
     async def _prune_idempotency_keys(self) -> None:
         while True:
@@ -75,6 +78,10 @@ class Platform:
             await self.keys.flush_usage()
         except Exception:
             log.warning("could not record API key usage at shutdown", exc_info=True)
+        try:
+            await self.activity.flush()
+        except Exception:
+            log.warning("could not record the last publish times at shutdown", exc_info=True)
         await self.backends.close()
         await self.embedded.close()
         await self.db.close()

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.responses import RedirectResponse
 
 from conveyor import __version__
 from conveyor.api import errors
@@ -13,6 +14,7 @@ from conveyor.api.middleware import AccessLog, RequestGuard
 from conveyor.api.routes import health, keys, publish, queues
 from conveyor.config import Settings
 from conveyor.platform import Platform
+from conveyor.web import create_web_app
 
 
 def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
@@ -38,6 +40,12 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(queues.router)
     app.include_router(publish.router)
+
+    @app.get("/admin", include_in_schema=False)
+    async def admin_root() -> RedirectResponse:
+        return RedirectResponse("/admin/", status_code=307)
+
+    app.mount("/admin", create_web_app(platform))
     app.add_middleware(RequestGuard)
     app.add_middleware(AccessLog)
     return app

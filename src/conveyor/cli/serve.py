@@ -47,6 +47,9 @@ def serve(
         workers=workers,
         access_log=False,
         server_header=False,
+        # Forwarded headers are believed only when the settings say so (the back-office
+        # reads them itself then); uvicorn would otherwise trust them from 127.0.0.1.
+        proxy_headers=False,
         log_config=_log_config(settings.log_level),
         log_level=settings.log_level,
     )

@@ -71,6 +71,8 @@ queues = Table(
     Column("options", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    #: Written in batches by the publisher (`queues/activity.py`), a few seconds late.
+    Column("last_published_at", UTCDateTime, nullable=True),
 )
 
 #: The embedded queue. Times are epoch milliseconds: cheap to compare and index on
@@ -166,4 +168,29 @@ outbox = Table(
     Index("ix_conveyor_outbox_status_next_attempt_at", "status", "next_attempt_at", "id"),
     Index("ix_conveyor_outbox_ordering_key_status_id", "ordering_key", "status", "id"),
     Index("ix_conveyor_outbox_table_name_record_id", "table_name", "record_id"),
+)
+
+#: Back-office sessions. Only a SHA-256 of the session id (the cookie) is stored, so a
+#: database dump yields no usable session.
+sessions = Table(
+    "conveyor_sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("conveyor_users.id", ondelete="CASCADE"), nullable=False),
+    #: The synchronizer token every state-changing form of this session must carry.
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Index("ix_conveyor_sessions_user_id", "user_id"),
+    Index("ix_conveyor_sessions_last_seen_at", "last_seen_at"),
+)
+
+#: Failed back-office logins, per client address and per (username, address).
+login_failures = Table(
+    "conveyor_login_failures",
+    metadata,
+    Column("key_sha256", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime, nullable=True),
 )

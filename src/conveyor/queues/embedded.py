@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, func, insert, select, update
+from sqlalchemy import Row, Select, and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor.db import Database
@@ -68,6 +68,21 @@ class EmbeddedStore:
             return await self._inserts.submit(rows)
         except SQLAlchemyError as exc:
             raise BackendError(f"the embedded queue could not store the message: {exc}") from exc
+
+    async def stats_many(self, queue_ids: Sequence[str]) -> dict[str, QueueStats]:
+        """The counts of many embedded queues in one query (overview pages)."""
+        if not queue_ids:
+            return {}
+        query = (
+            _counts(self.clock())
+            .add_columns(messages.c.queue_id)
+            .where(messages.c.queue_id.in_(queue_ids))
+            .group_by(messages.c.queue_id)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        found = {row.queue_id: _stats(row) for row in rows}
+        return {queue_id: found.get(queue_id, QueueStats(0, 0, 0, 0)) for queue_id in queue_ids}
 
     def event(self, queue_id: str) -> asyncio.Event:
         """Set when this process commits a message to the queue: wakes its receivers."""
@@ -232,22 +247,9 @@ class EmbeddedBackend:
         )
 
     async def stats(self) -> QueueStats:
-        now = self._store.clock()
-        ready = messages.c.state == READY
-        future = messages.c.visible_at > now
-
-        def count(condition: Any) -> Any:
-            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-        query = select(
-            count(and_(ready, ~future)),
-            count(and_(ready, future, messages.c.lease_id.is_not(None))),
-            count(and_(ready, future, messages.c.lease_id.is_(None))),
-            count(messages.c.state == DEAD),
-        ).where(messages.c.queue_id == self.queue.id)
+        query = _counts(self._store.clock()).where(messages.c.queue_id == self.queue.id)
         async with self._db.read() as conn:
-            visible, in_flight, delayed, dead = (await conn.execute(query)).one()
-        return QueueStats(int(visible), int(in_flight), int(dead), int(delayed))
+            return _stats((await conn.execute(query)).one())
 
     async def check(self) -> CheckResult:
         if await self._db.ping():
@@ -289,6 +291,26 @@ class EmbeddedBackend:
     async def delete_dead_letters(self, ids: Sequence[str]) -> int:
         async with self._db.write() as conn:
             return (await conn.execute(delete(messages).where(self._dead(ids)))).rowcount
+
+
+def _counts(now: int) -> Select[Any]:
+    """Visible, leased, delayed and dead messages (add a WHERE on the queue)."""
+    ready = messages.c.state == READY
+    future = messages.c.visible_at > now
+
+    def count(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    return select(
+        count(and_(ready, ~future)).label("visible"),
+        count(and_(ready, future, messages.c.lease_id.is_not(None))).label("in_flight"),
+        count(and_(ready, future, messages.c.lease_id.is_(None))).label("delayed"),
+        count(messages.c.state == DEAD).label("dead"),
+    )
+
+
+def _stats(row: Row[Any]) -> QueueStats:
+    return QueueStats(int(row.visible), int(row.in_flight), int(row.dead), int(row.delayed))
 
 
 def _row_id(value: str) -> int:

@@ -73,6 +73,8 @@ class Queue:
     options: QueueOptions
     created_at: datetime
     updated_at: datetime
+    #: When a message was last published through Conveyor (recorded a few seconds late).
+    last_published_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Queue:
@@ -88,6 +90,7 @@ class Queue:
             options=QueueOptions.model_validate(row.options),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            last_published_at=row.last_published_at,
         )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from conveyor.exceptions import BadRequest, PayloadTooLarge
+from conveyor.queues.activity import PublishActivity
 from conveyor.queues.base import OutgoingMessage, PublishResult
 from conveyor.queues.idempotency import IdempotencyStore, check_key
 from conveyor.queues.model import Queue
@@ -35,9 +36,15 @@ class Receipt:
 
 
 class Publisher:
-    def __init__(self, backends: BackendPool, idempotency: IdempotencyStore) -> None:
+    def __init__(
+        self,
+        backends: BackendPool,
+        idempotency: IdempotencyStore,
+        activity: PublishActivity | None = None,
+    ) -> None:
         self._backends = backends
         self._idempotency = idempotency
+        self._activity = activity
 
     async def publish(
         self, queue: Queue, body: bytes, *, idempotency_key: str | None = None
@@ -48,7 +55,9 @@ class Publisher:
 
         async def send() -> dict[str, Any]:
             backend = await self._backends.get(queue)
-            return Receipt(queue.id, await backend.publish(message)).as_json()
+            answer = Receipt(queue.id, await backend.publish(message)).as_json()
+            self._published(queue)
+            return answer
 
         return await self._once(queue, idempotency_key, send)
 
@@ -70,6 +79,7 @@ class Publisher:
         async def send() -> dict[str, Any]:
             backend = await self._backends.get(queue)
             results = await backend.publish_batch(outgoing)
+            self._published(queue)
             return {"results": [Receipt(queue.id, r).as_json() for r in results]}
 
         return await self._once(queue, idempotency_key, send)
@@ -77,6 +87,10 @@ class Publisher:
     async def publish_object(self, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
         """Publish a Python dict (CLI, handlers): the same checks as the API."""
         return await self.publish(queue, orjson.dumps(payload))
+
+    def _published(self, queue: Queue) -> None:
+        if self._activity is not None:
+            self._activity.note(queue.id)
 
     async def _once(self, queue: Queue, key: str | None, send: Any) -> dict[str, Any]:
         if key is None:

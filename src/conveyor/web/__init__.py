@@ -1,0 +1,14 @@
+"""The back-office: server-rendered pages under `/admin` for people (API keys are for machines).
+
+Layout: `app.py` builds the app from the page modules in `views/`; `auth.py`,
+`sessions.py`, `csrf.py` and `throttle.py` keep it safe; `templating.py` renders the
+Jinja2 templates in `templates/` (autoescaped); `static/` holds our own CSS and JS.
+Views call the platform's services (`platform.queues`, `.backends`, `.publisher`,
+`.keys`, `.users`), never SQL. `docs/backoffice.md` explains how to add a page.
+"""
+
+from __future__ import annotations
+
+from conveyor.web.app import create_web_app
+
+__all__ = ["create_web_app"]

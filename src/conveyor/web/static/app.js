@@ -1,0 +1,143 @@
+// Conveyor back-office: progressive enhancement only. Every form and link works
+// without this file; with it, pages refresh their live counts, ask before destructive
+// actions, submit some forms in place, validate JSON as it is typed and copy keys.
+(function () {
+  "use strict";
+
+  var PARTIAL = { "X-Partial": "1" };
+
+  function swap(target, html) {
+    target.innerHTML = html;
+  }
+
+  function fetchPartial(url, options) {
+    options = options || {};
+    options.headers = Object.assign({}, PARTIAL, options.headers || {});
+    options.credentials = "same-origin";
+    return fetch(url, options).then(function (response) {
+      if (response.status === 401) {
+        window.location.reload(); // the session ended: the page guard sends us to login
+        throw new Error("signed out");
+      }
+      return response.text();
+    });
+  }
+
+  // Ask before destructive actions: <form data-confirm> or <button data-confirm>.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var submitter = event.submitter;
+    var message = (submitter && submitter.getAttribute("data-confirm")) || form.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) {
+      event.preventDefault();
+      return;
+    }
+    var target = form.getAttribute("data-partial");
+    if (!target) return;
+    // Submit in place and show the server's fragment where it belongs.
+    event.preventDefault();
+    var place = document.querySelector(target);
+    var data = new URLSearchParams(new FormData(form, submitter || undefined));
+    var button = submitter || form.querySelector("[type=submit]");
+    if (button) button.setAttribute("aria-busy", "true");
+    fetchPartial(form.action, {
+      method: "POST",
+      body: data,
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    })
+      .then(function (html) { swap(place, html); })
+      .catch(function () {})
+      .finally(function () { if (button) button.removeAttribute("aria-busy"); });
+  });
+
+  // Live regions: <el data-refresh="/admin/…" data-interval="5000"> reloads its content.
+  function startRefresh(element) {
+    var interval = parseInt(element.getAttribute("data-interval"), 10) || 5000;
+    window.setInterval(function () {
+      if (document.hidden || element.contains(document.activeElement)) return;
+      fetchPartial(element.getAttribute("data-refresh"))
+        .then(function (html) { swap(element, html); })
+        .catch(function () {});
+    }, interval);
+  }
+
+  // Copy buttons: <button data-copy="#input">.
+  function copy(button) {
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    var text = source.value || source.textContent;
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = label; }, 2000);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(source, done); });
+    } else {
+      fallbackCopy(source, done);
+    }
+  }
+
+  function fallbackCopy(source, done) {
+    source.focus();
+    source.select();
+    if (document.execCommand("copy")) done();
+  }
+
+  // JSON editors: <textarea data-json> shows parse errors as you type.
+  function checkJson(textarea) {
+    var error = textarea.parentElement.querySelector("[data-json-error]");
+    if (!error) return;
+    try {
+      var value = JSON.parse(textarea.value);
+      if (value === null || typeof value !== "object" || Array.isArray(value)) {
+        throw new Error("the message must be a JSON object { … }");
+      }
+      error.hidden = true;
+      textarea.removeAttribute("aria-invalid");
+    } catch (exc) {
+      error.textContent = "Not valid JSON yet: " + exc.message;
+      error.hidden = false;
+      textarea.setAttribute("aria-invalid", "true");
+    }
+  }
+
+  // The queue form shows only the connection fields its type uses.
+  function showFieldsFor(select) {
+    var type = select.value;
+    document.querySelectorAll("[data-types]").forEach(function (field) {
+      field.hidden = field.getAttribute("data-types").split(" ").indexOf(type) < 0;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button");
+    if (!button) return;
+    if (button.hasAttribute("data-copy")) copy(button);
+    var format = button.getAttribute("data-format-json");
+    if (format) {
+      var textarea = document.querySelector(format);
+      try { textarea.value = JSON.stringify(JSON.parse(textarea.value), null, 2); } catch (exc) {}
+      checkJson(textarea);
+    }
+  });
+
+  document.addEventListener("input", function (event) {
+    if (event.target.hasAttribute("data-json")) checkJson(event.target);
+  });
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.hasAttribute("data-type-select")) showFieldsFor(target);
+    var form = target.form;
+    if (form && form.hasAttribute("data-autosubmit") && target.tagName === "SELECT") form.requestSubmit();
+  });
+
+  document.addEventListener("focusin", function (event) {
+    if (event.target.hasAttribute("data-select-on-focus")) event.target.select();
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-refresh]").forEach(startRefresh);
+    document.querySelectorAll("[data-type-select]").forEach(showFieldsFor);
+  });
+})();

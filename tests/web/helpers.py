@@ -1,0 +1,46 @@
+"""Signing in to the back-office over ASGI, and reading tokens out of its pages."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from conveyor.api import create_app
+from conveyor.platform import Platform
+
+PASSWORD = "correct horse battery"
+XSS = "<script>alert(1)</script>"
+ESCAPED_XSS = "&lt;script&gt;alert(1)&lt;/script&gt;"
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = _TOKEN.search(html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def web_client(
+    platform: Platform, *, address: str = "127.0.0.1", base_url: str = "http://conveyor.test"
+) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(platform), client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url=base_url)
+
+
+async def login(
+    client: httpx.AsyncClient, username: str = "ana", password: str = PASSWORD, next_path: str = ""
+) -> httpx.Response:
+    page = await client.get("/admin/login")
+    assert page.status_code == 200, page.text
+    form = {"csrf_token": csrf_of(page.text), "username": username, "password": password}
+    if next_path:
+        form["next"] = next_path
+    return await client.post("/admin/login", data=form)
+
+
+async def signed_in_token(client: httpx.AsyncClient) -> str:
+    """The session's CSRF token, read from a signed-in page."""
+    page = await client.get("/admin/keys")
+    assert page.status_code == 200, page.text
+    return csrf_of(page.text)
