@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from conveyor.exceptions import ConfigurationError, ConveyorError
+from conveyor.exceptions import BackendError, ConveyorError
 from conveyor.queues.base import QueueBackend
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.model import Credentials, Queue, QueueType
@@ -32,7 +32,7 @@ def broker_factory(queue_type: QueueType) -> BrokerFactory:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(
+        raise BackendError(
             f"{queue_type.value} queues need extra packages: "
             f"pip install 'conveyor[{extra}]' ({exc})"
         ) from exc

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.auth import platform_of, require
+from conveyor.exceptions import BackendError
 from conveyor.keys import ApiKey, Scope
+from conveyor.queues import probes
 from conveyor.queues.base import DeadLetter, QueueBackend
 from conveyor.queues.model import Queue, QueueType
 
@@ -184,8 +186,11 @@ async def delete_queue(
 
 @router.get("/{queue_id}/stats", response_model=Stats, summary="Message counts")
 async def queue_stats(request: Request, queue_id: str, _: Admin) -> Stats:
-    backend = (await _backend(request, queue_id))[1]
-    stats = await backend.stats()
+    platform = platform_of(request)
+    counts = await probes.counts(platform.backends, await platform.queues.get(queue_id))
+    if counts.stats is None:
+        raise BackendError(f"the queue's backend did not answer: {counts.error}")
+    stats = counts.stats
     return Stats(
         ready=stats.ready, in_flight=stats.in_flight, dead=stats.dead, delayed=stats.delayed
     )
@@ -194,15 +199,7 @@ async def queue_stats(request: Request, queue_id: str, _: Admin) -> Stats:
 @router.post("/{queue_id}/check", response_model=Check, summary="Test the connection")
 async def check_queue(request: Request, queue_id: str, _: Admin) -> Check:
     platform = platform_of(request)
-    queue = await platform.queues.get(queue_id)
-    try:
-        backend = await platform.backends.connect(queue)
-    except Exception as exc:
-        return Check(ok=False, error=str(exc))
-    try:
-        result = await backend.check()
-    finally:
-        await backend.close()
+    result = await probes.check(platform.backends, await platform.queues.get(queue_id))
     return Check(ok=result.ok, error=result.error)
 
 

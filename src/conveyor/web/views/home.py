@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse
 
-from conveyor.web import probes
+from conveyor.queues import probes
 from conveyor.web.pages import NavItem, SignedIn, platform_of
 from conveyor.web.templating import render
 
@@ -17,7 +17,7 @@ NAV = NavItem("Home", "/admin/")
 async def home(request: Request, session: SignedIn) -> HTMLResponse:
     platform = platform_of(request)
     queues = await platform.queues.list()
-    counts = await probes.counts_of(platform, queues)
+    counts = await probes.counts_of(platform.backends, platform.embedded, queues)
     failing = sorted(
         (q for q in queues if counts[q.id].dead or counts[q.id].error),
         key=lambda q: (counts[q.id].error is None, -counts[q.id].dead, q.name),

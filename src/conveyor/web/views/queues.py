@@ -16,8 +16,9 @@ from conveyor.exceptions import (
     Conflict,
     ValidationError,
 )
+from conveyor.queues import probes
 from conveyor.queues.model import Queue, QueueType
-from conveyor.web import probes, queue_form
+from conveyor.web import queue_form
 from conveyor.web.forms import FieldErrors
 from conveyor.web.pages import NavItem, SignedIn, platform_of, posted, see_other, wants_partial
 from conveyor.web.templating import render
@@ -50,7 +51,7 @@ async def _listing(request: Request) -> dict[str, Any]:
     queues = await platform.queues.list(queue_type)
     return {
         "queues": queues,
-        "counts": await probes.counts_of(platform, queues),
+        "counts": await probes.counts_of(platform.backends, platform.embedded, queues),
         "type": queue_type.value if queue_type else "",
         "types": [t.value for t in QueueType],
     }
@@ -114,7 +115,7 @@ async def create_queue(request: Request, session: SignedIn) -> Response:
 async def _detail(request: Request, queue: Queue, **extra: Any) -> dict[str, Any]:
     context: dict[str, Any] = {
         "queue": queue,
-        "counts": await probes.counts(platform_of(request), queue),
+        "counts": await probes.counts(platform_of(request).backends, queue),
         "options": queue_form.OPTIONS,
         "message": SAMPLE_MESSAGE,
         "check": None,
@@ -136,7 +137,7 @@ async def show_queue(request: Request, queue_id: str, session: SignedIn) -> HTML
 async def queue_counts(request: Request, queue_id: str, session: SignedIn) -> HTMLResponse:
     platform = platform_of(request)
     queue = await platform.queues.get(queue_id)
-    context = {"queue": queue, "counts": await probes.counts(platform, queue)}
+    context = {"queue": queue, "counts": await probes.counts(platform.backends, queue)}
     return render(request, "queues/_counts.html", context)
 
 
@@ -179,7 +180,7 @@ async def check_queue(request: Request, queue_id: str, session: SignedIn) -> HTM
     await posted(request, session)
     platform = platform_of(request)
     queue = await platform.queues.get(queue_id)
-    result = await probes.check(platform, queue)
+    result = await probes.check(platform.backends, queue)
     if wants_partial(request):
         return render(request, "queues/_check.html", {"check": result})
     return render(request, "queues/detail.html", await _detail(request, queue, check=result))

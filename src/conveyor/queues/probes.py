@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor.exceptions import ConveyorError
-from conveyor.platform import Platform
 from conveyor.queues.base import CheckResult, QueueStats
+from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.model import Queue, QueueType
+from conveyor.queues.pool import BackendPool
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,10 @@ class Counts:
         return (self.stats.dead or 0) if self.stats else 0
 
 
-async def counts(platform: Platform, queue: Queue, timeout_s: float = STATS_TIMEOUT_S) -> Counts:
+async def counts(backends: BackendPool, queue: Queue, timeout_s: float = STATS_TIMEOUT_S) -> Counts:
     try:
         async with asyncio.timeout(timeout_s):
-            backend = await platform.backends.get(queue)
+            backend = await backends.get(queue)
             return Counts(await backend.stats())
     except TimeoutError:
         return Counts(None, f"no answer within {timeout_s:g} s")
@@ -49,30 +50,32 @@ async def counts(platform: Platform, queue: Queue, timeout_s: float = STATS_TIME
         return Counts(None, f"unexpected error ({type(exc).__name__})")
 
 
-async def counts_of(platform: Platform, queues: Sequence[Queue]) -> dict[str, Counts]:
+async def counts_of(
+    backends: BackendPool, embedded_store: EmbeddedStore, queues: Sequence[Queue]
+) -> dict[str, Counts]:
     """Counts of many queues: embedded ones in one query, brokers concurrently."""
     embedded = [q.id for q in queues if q.type is QueueType.EMBEDDED]
     brokers = [q for q in queues if q.type is not QueueType.EMBEDDED]
     found: dict[str, Counts] = {}
     try:
         async with asyncio.timeout(STATS_TIMEOUT_S):
-            stats = await platform.embedded.stats_many(embedded)
+            stats = await embedded_store.stats_many(embedded)
         found |= {queue_id: Counts(s) for queue_id, s in stats.items()}
     except (TimeoutError, SQLAlchemyError) as exc:
         log.warning("counts of the embedded queues failed: %s", exc)
         found |= {queue_id: Counts(None, "the database did not answer") for queue_id in embedded}
-    results = await asyncio.gather(*(counts(platform, q) for q in brokers))
+    results = await asyncio.gather(*(counts(backends, q) for q in brokers))
     found |= {queue.id: result for queue, result in zip(brokers, results, strict=True)}
     return found
 
 
 async def check(
-    platform: Platform, queue: Queue, timeout_s: float = CHECK_TIMEOUT_S
+    backends: BackendPool, queue: Queue, timeout_s: float = CHECK_TIMEOUT_S
 ) -> CheckResult:
     """Connect afresh and ask the backend whether the queue can be used."""
     try:
         async with asyncio.timeout(timeout_s):
-            backend = await platform.backends.connect(queue)
+            backend = await backends.connect(queue)
             try:
                 return await backend.check()
             finally:
