@@ -1,0 +1,1 @@
+"""Table → queue links: record writes publish messages through a transactional outbox."""
