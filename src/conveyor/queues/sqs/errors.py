@@ -8,6 +8,7 @@ out as `ConnectionFailed`, `PublishFailed` or `BackendError` (the cause kept in
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,6 +47,10 @@ LEASE_LOST_CODES = frozenset(
 )
 
 
+_XML_CODE = re.compile(r"<Code>([^<]{1,200})</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]{0,2000})</Message>")
+
+
 class QueueMissing(BackendError):
     """The SQS queue does not exist."""
 
@@ -54,22 +59,25 @@ class LeaseLost(BackendError):
     """The receipt handle no longer holds the message: somebody else owns it now."""
 
 
-def error_code(exc: BaseException) -> str | None:
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
 def lease_lost(exc: BaseException) -> bool:
     if not isinstance(exc, ClientError):
         return False
-    code = error_code(exc)
+    code, message = _code_and_detail(exc)
     if code in LEASE_LOST_CODES:
         return True
     # Real SQS says an expired receipt handle is an invalid parameter.
-    message = str(exc.response.get("Error", {}).get("Message", ""))
     return code == "InvalidParameterValue" and "receipt handle" in message.lower()
+
+
+def _code_and_detail(exc: ClientError) -> tuple[str, str]:
+    """The error code and message, also when the server answered in XML to a JSON client."""
+    error = exc.response.get("Error", {})
+    code, detail = str(error.get("Code") or "error"), str(error.get("Message") or "")
+    if detail.lstrip().startswith("<"):
+        xml_code, xml_message = _XML_CODE.search(detail), _XML_MESSAGE.search(detail)
+        code = xml_code.group(1) if xml_code else code
+        detail = xml_message.group(1) if xml_message else ""
+    return code, detail or code
 
 
 class Scrubber:
@@ -92,13 +100,13 @@ def translate(
     try:
         yield
     except ClientError as exc:
-        code = error_code(exc) or "error"
-        detail = scrub(str(exc.response.get("Error", {}).get("Message", "")) or code)
+        code, detail = _code_and_detail(exc)
+        detail = scrub(detail)
         if lease_lost(exc):
             raise LeaseLost(f"could not {what}: the lease on the message was lost") from exc
         if code in MISSING_QUEUE_CODES:
             raise QueueMissing(f"could not {what}: the queue does not exist") from exc
-        if code in AUTH_CODES:
+        if code in AUTH_CODES or (code.isdigit() and int(code) in (401, 403)):
             raise ConnectionFailed(
                 f"could not {what}: SQS refused the credentials of access key id "
                 f"{access_key or '(from the environment)'} ({code}: {detail})"
@@ -106,7 +114,7 @@ def translate(
         if code in DENIED_CODES:
             raise ConnectionFailed(
                 f"could not {what}: access key id {access_key or '(from the environment)'} "
-                f"is not allowed to ({code}: {detail})"
+                f"is not allowed to do that ({code}: {detail})"
             ) from exc
         failure = PublishFailed if publishing else BackendError
         raise failure(f"could not {what}: {code}: {detail}") from exc
