@@ -74,7 +74,9 @@ class SQSBackend:
             await client.close()
             raise
         self._client = client
-        self._sender = Sender(client, address.url, address.name, setup.max_message_bytes)
+        self._sender = Sender(
+            client, address.url, address.name, setup.max_message_bytes, fifo=address.fifo
+        )
         self._deletes = GroupCommit(self._delete_all, writers=4, max_batch=BATCH_MAX)
         self._dlq, self._dlq_problem = setup.dlq, setup.dlq_problem
 
@@ -100,9 +102,8 @@ class SQSBackend:
 
     # -- publishing ------------------------------------------------------------------
 
-    def _entry(self, message: OutgoingMessage) -> codec.Entry:
+    def _entry(self, message: OutgoingMessage, limit: int) -> codec.Entry:
         entry = codec.encode(message, fifo=self._address.fifo)
-        limit = self._sender.max_bytes if self._sender else 0
         if entry.size > limit:
             raise PayloadTooLarge(
                 f"the message takes {entry.size} bytes in SQS (body and attributes); "
@@ -110,15 +111,20 @@ class SQSBackend:
             )
         return entry
 
+    @property
+    def _open_sender(self) -> Sender:
+        if self._client is None or self._sender is None:
+            raise BackendError(f"the SQS backend of queue {self.queue.name!r} is not open")
+        return self._sender
+
     async def publish(self, message: OutgoingMessage) -> PublishResult:
-        entry = self._entry(message)
-        assert self._sender is not None, "open() first"
-        return await self._sender.send(entry)
+        sender = self._open_sender
+        return await sender.send(self._entry(message, sender.max_bytes))
 
     async def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
-        entries = [self._entry(m) for m in messages]  # all checked before any is sent
-        assert self._sender is not None, "open() first"
-        return await self._sender.send_batch(entries)
+        sender = self._open_sender
+        entries = [self._entry(m, sender.max_bytes) for m in messages]  # all checked first
+        return await sender.send_batch(entries)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -199,7 +205,8 @@ class SQSBackend:
     # -- settling --------------------------------------------------------------------
 
     async def ack(self, delivery: Delivery) -> bool:
-        assert self._deletes is not None, "open() first"
+        if self._client is None or self._deletes is None:
+            raise BackendError(f"the SQS backend of queue {self.queue.name!r} is not open")
         (outcome,) = await self._deletes.submit([delivery.receipt.handle])
         if isinstance(outcome, BackendError):
             raise outcome

@@ -1,9 +1,11 @@
 """Sending to an SQS queue: SendMessageBatch calls of up to 10 messages.
 
-A batch is cut into calls of at most 10 messages and at most the queue's size limit,
-sent in order. Single publishes that arrive while calls are in flight share the next
-call (group commit), so concurrent publishers need fewer round trips; each caller still
-gets its answer only once SQS has taken its own message.
+A batch is cut into calls of at most 10 messages and at most the queue's size limit.
+On a FIFO queue the calls go one after another, in order; a standard queue keeps no
+order, so its calls go out together. Results always come back in the order given.
+Single publishes that arrive while calls are in flight share the next call (group
+commit), so concurrent publishers need fewer round trips; each caller still gets its
+answer only once SQS has taken its own message.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ def chunks(entries: Sequence[Entry], max_bytes: int) -> Iterator[list[Entry]]:
 
 
 class Sender:
-    def __init__(self, client: SQSClient, queue_url: str, name: str, max_bytes: int) -> None:
+    def __init__(
+        self, client: SQSClient, queue_url: str, name: str, max_bytes: int, *, fifo: bool
+    ) -> None:
         self._client = client
         self._url = queue_url
+        self._ordered = fifo
         self._what = f"send to SQS queue {name!r}"
         self.max_bytes = max_bytes
         self._singles: GroupCommit[Entry, Outcome] = GroupCommit(
@@ -63,13 +68,21 @@ class Sender:
         return outcome
 
     async def send_batch(self, entries: Sequence[Entry]) -> list[PublishResult]:
-        """In order, one call after another; the first failure stops the rest."""
+        """Every entry or an error; on a FIFO queue the first failure stops the rest."""
+        if self._ordered:
+            outcomes: list[Outcome] = []
+            for chunk in chunks(entries, self.max_bytes):
+                outcomes += await self._send_chunk(chunk)
+                if any(isinstance(o, BackendError) for o in outcomes):
+                    break
+        else:
+            calls = [self._send_chunk(chunk) for chunk in chunks(entries, self.max_bytes)]
+            outcomes = [o for answers in await asyncio.gather(*calls) for o in answers]
         results: list[PublishResult] = []
-        for chunk in chunks(entries, self.max_bytes):
-            for outcome in await self._send_chunk(chunk):
-                if isinstance(outcome, BackendError):
-                    raise outcome
-                results.append(outcome)
+        for outcome in outcomes:
+            if isinstance(outcome, BackendError):
+                raise outcome
+            results.append(outcome)
         return results
 
     async def _send_all(self, entries: Sequence[Entry]) -> list[Outcome]:
