@@ -9,6 +9,7 @@ when it has one, else to `<name>-dlq` (created when missing, if the credentials 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import secrets
 import time
@@ -44,6 +45,7 @@ DEAD_LETTER_LEASE_S = 30
 LEASE_EXPIRED_ERROR = "the lease expired on every attempt (did the worker crash?)"
 
 DeleteOutcome = bool | BackendError
+log = logging.getLogger(__name__)
 
 
 class SQSBackend:
@@ -199,7 +201,13 @@ class SQSBackend:
             *(self.dead_letter(d, reason=LEASE_EXPIRED_ERROR) for d in buried),
             return_exceptions=True,
         )
-        gone = {d.backend_id for d, done in zip(buried, outcomes, strict=True) if done is True}
+        gone = set()
+        for delivery, outcome in zip(buried, outcomes, strict=True):
+            if isinstance(outcome, bool):  # buried, or somebody else holds it now
+                gone.add(delivery.backend_id)
+            elif isinstance(outcome, BaseException):
+                # Handed out after all: the worker sees attempt > max_attempts and decides.
+                log.warning("could not bury message %s: %s", delivery.id, outcome)
         return [d for d in deliveries if d.backend_id not in gone]
 
     # -- settling --------------------------------------------------------------------
