@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -83,8 +84,6 @@ async def drop_queues(client: Any, *names: str) -> None:
 
 async def receive_all(client: Any, url: str, count: int, *, timeout_s: float = 15) -> list[Any]:
     """`count` messages read with the raw client (deleted as they come), or fewer at timeout."""
-    import time
-
     got: list[Any] = []
     deadline = time.monotonic() + timeout_s
     while len(got) < count and time.monotonic() < deadline:
