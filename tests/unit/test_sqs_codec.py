@@ -13,9 +13,11 @@ from conveyor.exceptions import (
     ConfigurationError,
     ConnectionFailed,
     PublishFailed,
+    ValidationError,
 )
 from conveyor.queues import base
 from conveyor.queues.base import OutgoingMessage
+from conveyor.queues.model import QueueType, check_url
 from conveyor.queues.sqs import codec
 from conveyor.queues.sqs.address import Address, name_from_arn
 from conveyor.queues.sqs.errors import LeaseLost, QueueMissing, Scrubber, translate
@@ -164,3 +166,10 @@ def test_a_403_in_xml_is_read_and_the_secret_is_scrubbed() -> None:
         raise client_error("403", xml, 403)
     assert "SignatureDoesNotMatch" in caught.value.message
     assert "s3cret" not in caught.value.message and "AK" in caught.value.message
+
+
+@pytest.mark.parametrize("name", ["bad.name", "x" * 81, "a.fifo.fifo", "semi;colon"])
+def test_the_registry_refuses_sqs_urls_whose_queue_name_sqs_would_refuse(name: str) -> None:
+    with pytest.raises(ValidationError, match="SQS queue name"):
+        check_url(QueueType.SQS, f"https://sqs.us-east-1.amazonaws.com/123/{name}")
+    assert check_url(QueueType.SQS, "http://127.0.0.1:1/123/ok-name_1.fifo")
