@@ -18,6 +18,8 @@ from conveyor.exceptions import ValidationError, field_error
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 NAME_RULE = "1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
+SQS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,75}(\.fifo|[A-Za-z0-9_-]{0,5})$")
+SQS_NAME_RULE = "1-80 letters, digits, '-' or '_' (ending in '.fifo' for a FIFO queue)"
 
 
 class QueueType(StrEnum):
@@ -144,8 +146,12 @@ def _url_host(queue_type: QueueType, url: str) -> str:
         raise field_error("url", "the url has an invalid port") from None
     if not parts.hostname:
         raise field_error("url", "the url has no host")
-    if queue_type is QueueType.SQS and len(parts.path.strip("/").split("/")) != 2:
-        raise field_error("url", "an SQS url ends with /<account>/<queue-name>")
+    if queue_type is QueueType.SQS:
+        segments = parts.path.strip("/").split("/")
+        if len(segments) != 2:
+            raise field_error("url", "an SQS url ends with /<account>/<queue-name>")
+        if not SQS_NAME_RE.match(segments[1]):
+            raise field_error("url", f"the SQS queue name in the url must be {SQS_NAME_RULE}")
     return parts.hostname
 
 
