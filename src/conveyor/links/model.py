@@ -59,7 +59,10 @@ class LinkSpec:
     def parse(cls, table_name: str, body: Any) -> LinkSpec:
         """A link body, or one ValidationError listing every problem."""
         if not isinstance(body, dict):
-            raise ValidationError("a link is a JSON object", details=[{"field": "body", "message": "must be an object"}])
+            raise ValidationError(
+                "a link is a JSON object",
+                details=[{"field": "body", "message": "must be an object"}],
+            )
         problems: list[tuple[str, str]] = []
         unknown = sorted(set(body) - {"events", "handler", "mode"})
         problems += [(f, "unknown field") for f in unknown]

@@ -30,7 +30,9 @@ class LinkRegistry:
         values = {"events": list(spec.events), "handler": spec.handler, "mode": spec.mode.value}
         where = and_(links.c.table_name == table_name, links.c.queue_id == queue_id)
         async with self._db.write() as conn:
-            changed = (await conn.execute(update(links).where(where).values(values, updated_at=now))).rowcount
+            changed = (
+                await conn.execute(update(links).where(where).values(values, updated_at=now))
+            ).rowcount
             if not changed:
                 await conn.execute(
                     insert(links).values(
@@ -45,7 +47,7 @@ class LinkRegistry:
             row = (await conn.execute(select(links).where(where))).one()
         return Link.from_row(row), not changed
 
-    async def list(self, table_name: str | None = None) -> list[Link]:
+    async def all(self, table_name: str | None = None) -> list[Link]:
         query = select(links).order_by(links.c.table_name, links.c.created_at)
         if table_name is not None:
             query = query.where(links.c.table_name == table_name)
