@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     #: Believe `X-Forwarded-Proto`/`X-Forwarded-For` (only behind a reverse proxy that
     #: sets them; otherwise any client could claim HTTPS or another address).
     trust_proxy_headers: bool = False
+    #: Run the outbox relay inside this process (`conveyor serve`); turn it off when a
+    #: separate `conveyor relay` does the job.
+    relay_enabled: bool = True
+    #: How long sent outbox rows are kept before they are pruned.
+    outbox_retention_s: float = Field(default=7 * 24 * 3600, ge=0)
+    #: A `sync` link waits this long for the broker before failing the write with 503.
+    link_sync_timeout_s: float = Field(default=5.0, gt=0, le=60)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -12,6 +12,10 @@ from conveyor.crypto import SecretBox
 from conveyor.db import Database
 from conveyor.db.migrate import MigrationResult, migrate
 from conveyor.keys import KeyStore
+from conveyor.links.hook import LinkHook
+from conveyor.links.outbox import OutboxStore
+from conveyor.links.registry import LinkRegistry
+from conveyor.links.relay import Relay, RelayOptions
 from conveyor.queues.activity import PublishActivity
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.idempotency import IdempotencyStore
@@ -23,13 +27,15 @@ from conveyor.users import UserStore
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_PRUNE_INTERVAL_S = 3600.0
+RELAY_STOP_TIMEOUT_S = 10.0
 
 
 class Platform:
     """Everything a Conveyor process needs, created from its settings.
 
-    `open()` starts the background upkeep (key usage flushing); `close()` stops it and
-    releases the database. Use it as `async with Platform(settings) as platform:`.
+    `open()` starts the background upkeep (the outbox relay, key usage flushing);
+    `close()` stops it and releases the database. Use it as
+    `async with Platform(settings) as platform:`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -48,12 +54,33 @@ class Platform:
         self.idempotency = IdempotencyStore(self.db)
         self.activity = PublishActivity(self.db)
         self.publisher = Publisher(self.backends, self.idempotency, self.activity)
+        self.links = LinkRegistry(self.db)
+        self.outbox = OutboxStore(self.db)
+        self.relay = Relay(
+            self.outbox,
+            self.queues,
+            self.backends,
+            RelayOptions(retention_s=settings.outbox_retention_s),
+            self.activity,
+        )
+        self.link_hook = LinkHook(
+            queues=self.queues,
+            backends=self.backends,
+            embedded=self.embedded,
+            relay=self.relay,
+            sync_timeout_s=settings.link_sync_timeout_s,
+        )
         self._tasks: list[asyncio.Task[None]] = []
+        self._relay_task: asyncio.Task[None] | None = None
 
     async def migrate(self) -> MigrationResult:
         return await migrate(self.db)
 
-    async def open(self) -> None:
+    async def open(self, *, relay: bool | None = None) -> None:
+        """Start the background upkeep; the outbox relay too unless told otherwise
+        (`relay=None` follows the `relay_enabled` setting)."""
+        if self.settings.relay_enabled if relay is None else relay:
+            self._relay_task = asyncio.create_task(self.relay.run())
         self._tasks.append(asyncio.create_task(self.keys.run_usage_flusher()))
         self._tasks.append(asyncio.create_task(self._prune_idempotency_keys()))
         self._tasks.append(asyncio.create_task(self.activity.run_flusher()))
@@ -67,7 +94,19 @@ class Platform:
             except Exception:
                 log.warning("could not prune old idempotency keys; will retry", exc_info=True)
 
+    async def stop_relay(self) -> None:
+        """Stop this process's outbox relay (after the batch at hand)."""
+        if self._relay_task is None:
+            return
+        self.relay.stop()
+        try:
+            await asyncio.wait_for(self._relay_task, RELAY_STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("the outbox relay did not stop within %s s", RELAY_STOP_TIMEOUT_S)
+        self._relay_task = None
+
     async def close(self) -> None:
+        await self.stop_relay()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

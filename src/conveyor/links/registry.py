@@ -31,17 +31,19 @@ class LinkRegistry:
         where = and_(links.c.table_name == table_name, links.c.queue_id == queue_id)
         async with self._db.write() as conn:
             changed = (
-                await conn.execute(update(links).where(where).values(values, updated_at=now))
+                await conn.execute(update(links).where(where).values({**values, "updated_at": now}))
             ).rowcount
             if not changed:
                 await conn.execute(
                     insert(links).values(
-                        values,
-                        id=secrets.token_hex(10),
-                        table_name=table_name,
-                        queue_id=queue_id,
-                        created_at=now,
-                        updated_at=now,
+                        {
+                            **values,
+                            "id": secrets.token_hex(10),
+                            "table_name": table_name,
+                            "queue_id": queue_id,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
                     )
                 )
             row = (await conn.execute(select(links).where(where))).one()

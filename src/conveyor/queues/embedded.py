@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import Row, Select, and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.db import Database
+from conveyor.db import Database, after_commit
 from conveyor.db.tables import messages
 from conveyor.exceptions import BackendError, BadRequest
 from conveyor.queues import base
@@ -116,6 +117,14 @@ class EmbeddedBackend:
 
     async def publish(self, message: OutgoingMessage) -> PublishResult:
         (row_id,) = await self._store.insert([self._row(message)])
+        return PublishResult(message.id, str(row_id))
+
+    async def publish_in(self, conn: AsyncConnection, message: OutgoingMessage) -> PublishResult:
+        """Insert the message in the caller's transaction: it exists exactly when that
+        transaction commits (the table→queue link relies on this)."""
+        statement = insert(messages).values(self._row(message)).returning(messages.c.id)
+        row_id = (await conn.execute(statement)).scalar_one()
+        after_commit(conn, self._store.event(self.queue.id).set)
         return PublishResult(message.id, str(row_id))
 
     async def publish_batch(self, batch: Sequence[OutgoingMessage]) -> list[PublishResult]:

@@ -1,0 +1,137 @@
+"""The write hook: runs inside a record's write transaction and emits its messages.
+
+- Embedded queue: the message row is inserted in the same transaction (nothing can be
+  lost or phantom; no relay needed). An outbox row, already `sent`, records it.
+- `outbox` mode: an outbox row is inserted; the relay is woken right after the commit.
+- `sync` mode: the message is published before the transaction commits; if the broker
+  does not confirm within `sync_timeout_s` the write fails (503) and rolls back. The
+  price: should the commit itself fail after the broker confirmed, the message exists
+  for a write that does not (rare, but the outbox mode has no such window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.db import after_commit
+from conveyor.exceptions import BackendError, ConveyorError
+from conveyor.links import messages
+from conveyor.links.model import Link, LinkMode
+from conveyor.links.outbox import OutboxStore, Status
+from conveyor.links.registry import LinkRegistry
+from conveyor.links.relay import Relay
+from conveyor.queues.base import HEADER_MESSAGE_ID, OutgoingMessage, new_message_id, now_ms
+from conveyor.queues.embedded import EmbeddedStore
+from conveyor.queues.model import Queue, QueueType
+from conveyor.queues.pool import BackendPool
+from conveyor.queues.registry import QueueRegistry
+
+Record = dict[str, Any]
+
+
+class NamedTable(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class LinkHook:
+    def __init__(
+        self,
+        *,
+        queues: QueueRegistry,
+        backends: BackendPool,
+        embedded: EmbeddedStore,
+        relay: Relay,
+        sync_timeout_s: float = 5.0,
+    ) -> None:
+        self._queues = queues
+        self._backends = backends
+        self._embedded = embedded
+        self._relay = relay
+        self._sync_timeout_s = sync_timeout_s
+
+    async def __call__(
+        self,
+        conn: AsyncConnection,
+        table: NamedTable,
+        event: str,
+        record: Record | None,
+        previous: Record | None,
+    ) -> None:
+        links = [
+            link for link in await LinkRegistry.for_write(conn, table.name) if event in link.events
+        ]
+        rows = [await self._emit(conn, link, event, record, previous) for link in links]
+        await OutboxStore.add(conn, rows)
+
+    async def _emit(
+        self,
+        conn: AsyncConnection,
+        link: Link,
+        event: str,
+        record: Record | None,
+        previous: Record | None,
+    ) -> dict[str, Any]:
+        queue = await self._queues.get(link.queue_id)
+        current = record if record is not None else previous or {}
+        message_id = new_message_id()
+        message = OutgoingMessage(
+            body=messages.payload(link, event, record, previous),
+            id=message_id,
+            headers={HEADER_MESSAGE_ID: message_id},
+            ordering_key=messages.ordering_key(link.table_name, current.get("id")),
+        )
+        row = outbox_row(link, event, current.get("id"), message)
+        if queue.type is QueueType.EMBEDDED:
+            result = await self._embedded.backend(queue).publish_in(conn, message)
+            return row | {
+                "status": Status.SENT.value,
+                "sent_at": now_ms(),
+                "backend_id": result.backend_id,
+            }
+        if link.mode is LinkMode.SYNC:
+            backend_id = await self._publish_now(queue, message)
+            return row | {
+                "status": Status.SENT.value,
+                "sent_at": now_ms(),
+                "backend_id": backend_id,
+            }
+        after_commit(conn, self._relay.wake)
+        return row
+
+    async def _publish_now(self, queue: Queue, message: OutgoingMessage) -> str:
+        try:
+            async with asyncio.timeout(self._sync_timeout_s):
+                backend = await self._backends.get(queue)
+                return (await backend.publish(message)).backend_id
+        except (ConveyorError, TimeoutError) as exc:
+            if isinstance(exc, ConveyorError):
+                reason = exc.message
+            else:
+                reason = f"no confirm within {self._sync_timeout_s:g} s"
+            raise BackendError(
+                f"queue {queue.name!r} did not accept the message ({reason}); "
+                "the write was rolled back"
+            ) from exc
+
+
+def outbox_row(
+    link: Link, event: str, record_id: object, message: OutgoingMessage
+) -> dict[str, Any]:
+    now = now_ms()
+    return {
+        "queue_id": link.queue_id,
+        "table_name": link.table_name,
+        "record_id": None if record_id is None else str(record_id),
+        "event": event,
+        "message_id": message.id,
+        "ordering_key": message.ordering_key,
+        "payload": message.body.decode(),
+        "status": Status.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }

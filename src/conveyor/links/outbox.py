@@ -1,0 +1,241 @@
+"""The outbox table: rows written in a record's transaction, claimed and settled by relays.
+
+Order: rows with one ordering key (`<table>:<record id>`) are published in id order. A
+relay only ever claims the oldest pending row of each key, so a later change of a record
+cannot overtake an earlier one, even when that earlier one is failing, is claimed by
+another relay, or committed after rows of other records with higher ids (FI-07).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from conveyor.db import Database
+from conveyor.db.tables import outbox
+from conveyor.exceptions import BadRequest, NotFound
+from conveyor.queues.base import now_ms
+
+
+class Status(StrEnum):
+    #: Waiting for a relay (or for its next attempt after a failure).
+    PENDING = "pending"
+    #: Accepted by the queue's backend.
+    SENT = "sent"
+    #: Given up on; an operator can retry it.
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    queue_id: str
+    table_name: str
+    record_id: str | None
+    event: str
+    message_id: str
+    ordering_key: str
+    payload: str
+    status: Status
+    attempts: int
+    next_attempt_at: int
+    last_error: str | None
+    backend_id: str | None
+    created_at: int
+    sent_at: int | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> OutboxRow:
+        return cls(
+            id=row.id,
+            queue_id=row.queue_id,
+            table_name=row.table_name,
+            record_id=row.record_id,
+            event=row.event,
+            message_id=row.message_id,
+            ordering_key=row.ordering_key,
+            payload=row.payload,
+            status=Status(row.status),
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at,
+            last_error=row.last_error,
+            backend_id=row.backend_id,
+            created_at=row.created_at,
+            sent_at=row.sent_at,
+        )
+
+
+class OutboxRowNotFound(NotFound):
+    """Outbox row not found."""
+
+    code = "outbox_row_not_found"
+
+
+class OutboxStore:
+    def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self.clock = clock
+
+    @staticmethod
+    async def add(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows in the caller's transaction (the record write's)."""
+        if rows:
+            await conn.execute(insert(outbox), list(rows))
+
+    async def claim(self, relay_id: str, *, limit: int, lease_ms: int) -> list[OutboxRow]:
+        """The oldest pending row of up to `limit` ordering keys, leased to this relay."""
+        now = self.clock()
+        earlier = aliased(outbox)
+        blocked = exists().where(
+            earlier.c.ordering_key == outbox.c.ordering_key,
+            earlier.c.status == Status.PENDING.value,
+            earlier.c.id < outbox.c.id,
+        )
+        candidates = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.status == Status.PENDING.value,
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+                ~blocked,
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        if self.db.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        claim = (
+            update(outbox)
+            .where(outbox.c.id.in_(candidates.scalar_subquery()))
+            .values(claimed_until=now + lease_ms, claimed_by=relay_id)
+            .returning(outbox)
+        )
+        async with self.db.write() as conn:
+            rows = (await conn.execute(claim)).all()
+        return sorted((OutboxRow.from_row(r) for r in rows), key=lambda r: r.id)
+
+    async def mark_sent(self, relay_id: str, sent: Sequence[tuple[int, str]]) -> None:
+        """Rows accepted by their backend, with the backend's message ids."""
+        now = self.clock()
+        async with self.db.write() as conn:
+            for row_id, backend_id in sent:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row_id, outbox.c.claimed_by == relay_id)
+                    .values(
+                        status=Status.SENT.value,
+                        sent_at=now,
+                        backend_id=backend_id,
+                        claimed_until=None,
+                        last_error=None,
+                    )
+                )
+
+    async def mark_attempt_failed(
+        self,
+        relay_id: str,
+        row_ids: Sequence[int],
+        *,
+        error: str,
+        retry_in_ms: Callable[[int], int],
+    ) -> None:
+        """Schedule another attempt; `retry_in_ms(attempts)` gives the backoff."""
+        async with self.db.write() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.id, outbox.c.attempts).where(outbox.c.id.in_(row_ids))
+                )
+            ).all()
+            now = self.clock()
+            for row in rows:
+                attempts = row.attempts + 1
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id, outbox.c.claimed_by == relay_id)
+                    .values(
+                        attempts=attempts,
+                        next_attempt_at=now + retry_in_ms(attempts),
+                        claimed_until=None,
+                        last_error=error[:2000],
+                    )
+                )
+
+    async def mark_failed(self, relay_id: str, row_ids: Sequence[int], *, error: str) -> None:
+        """Give up on rows that can never be delivered (their queue is gone, say)."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(row_ids), outbox.c.claimed_by == relay_id)
+                .values(
+                    status=Status.FAILED.value,
+                    attempts=outbox.c.attempts + 1,
+                    claimed_until=None,
+                    last_error=error[:2000],
+                )
+            )
+
+    async def retry(self, row_id: int) -> OutboxRow:
+        """Send a failed (or waiting) row again as soon as possible."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row_id, outbox.c.status != Status.SENT.value)
+                .values(
+                    status=Status.PENDING.value, next_attempt_at=self.clock(), claimed_until=None
+                )
+            )
+            if not result.rowcount:
+                exists_ = (
+                    await conn.execute(select(outbox.c.status).where(outbox.c.id == row_id))
+                ).first()
+                if exists_ is None:
+                    raise OutboxRowNotFound(f"no outbox row {row_id}")
+                raise BadRequest(f"outbox row {row_id} was sent already")
+        return await self.get(row_id)
+
+    async def get(self, row_id: int) -> OutboxRow:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(outbox).where(outbox.c.id == row_id))).first()
+        if row is None:
+            raise OutboxRowNotFound(f"no outbox row {row_id}")
+        return OutboxRow.from_row(row)
+
+    async def page(
+        self,
+        *,
+        status: Status | None = None,
+        table_name: str | None = None,
+        record_id: str | None = None,
+        limit: int = 50,
+        after_id: int | None = None,
+    ) -> list[OutboxRow]:
+        """Rows, newest first (`after_id`: the last id of the previous page)."""
+        query = select(outbox).order_by(outbox.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(outbox.c.status == status.value)
+        if table_name is not None:
+            query = query.where(outbox.c.table_name == table_name)
+        if record_id is not None:
+            query = query.where(outbox.c.record_id == record_id)
+        if after_id is not None:
+            query = query.where(outbox.c.id < after_id)
+        async with self.db.read() as conn:
+            return [OutboxRow.from_row(row) for row in await conn.execute(query)]
+
+    async def counts(self) -> dict[str, int]:
+        query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+        async with self.db.read() as conn:
+            found = {status: int(n) for status, n in await conn.execute(query)}
+        return {s.value: found.get(s.value, 0) for s in Status}
+
+    async def prune_sent(self, older_than_ms: int) -> int:
+        cutoff = self.clock() - older_than_ms
+        where = and_(outbox.c.status == Status.SENT.value, outbox.c.sent_at < cutoff)
+        async with self.db.write() as conn:
+            return (await conn.execute(delete(outbox).where(where))).rowcount

@@ -1,0 +1,143 @@
+"""The relay: publishes outbox rows to their queues and marks them sent.
+
+Several relays may run at once (one per `conveyor serve` process, plus `conveyor relay`
+processes): each claims rows under a lease, so in normal operation no row is sent twice.
+A relay that dies after the broker accepted a message but before marking its row sent
+leaves the lease to expire; the row is then sent again with the same message id (FI-06),
+which consumers deduplicate on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+
+from conveyor.exceptions import ConveyorError, QueueNotFound
+from conveyor.links.outbox import OutboxRow, OutboxStore
+from conveyor.queues.activity import PublishActivity
+from conveyor.queues.base import HEADER_MESSAGE_ID, OutgoingMessage
+from conveyor.queues.pool import BackendPool
+from conveyor.queues.registry import QueueRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    batch: int = 200
+    #: How long a claimed row stays reserved for this relay.
+    lease_s: float = 30.0
+    #: Sleep between polls when nothing woke the relay sooner.
+    poll_interval_s: float = 0.5
+    #: Exponential backoff while a queue's backend is failing.
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+    #: Keep sent rows this long (for the back-office and audits), then delete them.
+    retention_s: float = 7 * 24 * 3600
+    prune_interval_s: float = 300.0
+
+
+class Relay:
+    def __init__(
+        self,
+        store: OutboxStore,
+        queues: QueueRegistry,
+        backends: BackendPool,
+        options: RelayOptions | None = None,
+        activity: PublishActivity | None = None,
+    ) -> None:
+        self.store = store
+        self._activity = activity
+        self._queues = queues
+        self._backends = backends
+        self.options = options or RelayOptions()
+        self.id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """A write just committed outbox rows: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the batch at hand, then return from `run` (cancelling a relay in the
+        middle of a database call would leave the connection in an unknown state)."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until stopped; failures are logged and retried, never fatal."""
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time() + self.options.prune_interval_s
+        self._stopping = False
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                busy = await self.relay_once()
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + self.options.prune_interval_s
+                    await self.store.prune_sent(int(self.options.retention_s * 1000))
+            except Exception:
+                log.warning("outbox relay failed; retrying", exc_info=True)
+                busy = 0
+            if busy >= self.options.batch or self._stopping:
+                continue  # more is waiting, or time to go
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.options.poll_interval_s):
+                    await self._wake.wait()
+
+    async def relay_once(self) -> int:
+        """Claim one batch and publish it; the number of rows handled."""
+        rows = await self.store.claim(
+            self.id, limit=self.options.batch, lease_ms=int(self.options.lease_s * 1000)
+        )
+        by_queue: dict[str, list[OutboxRow]] = defaultdict(list)
+        for row in rows:
+            by_queue[row.queue_id].append(row)
+        await asyncio.gather(
+            *(self._publish(queue_id, group) for queue_id, group in by_queue.items())
+        )
+        return len(rows)
+
+    async def _publish(self, queue_id: str, rows: list[OutboxRow]) -> None:
+        ids = [row.id for row in rows]
+        try:
+            queue = await self._queues.get(queue_id)
+        except QueueNotFound:
+            await self.store.mark_failed(self.id, ids, error="the queue no longer exists")
+            return
+        messages = [
+            OutgoingMessage(
+                body=row.payload.encode(),
+                id=row.message_id,
+                headers={HEADER_MESSAGE_ID: row.message_id},
+                ordering_key=row.ordering_key,
+            )
+            for row in rows
+        ]
+        try:
+            backend = await self._backends.get(queue)
+            results = await backend.publish_batch(messages)
+        except ConveyorError as exc:
+            log.info("outbox: %d message(s) for %s wait: %s", len(rows), queue.name, exc.message)
+            await self.store.mark_attempt_failed(
+                self.id, ids, error=exc.message, retry_in_ms=self._backoff_ms
+            )
+            return
+        await self.store.mark_sent(
+            self.id, [(row.id, r.backend_id) for row, r in zip(rows, results, strict=True)]
+        )
+        if self._activity is not None:
+            self._activity.note(queue.id)
+
+    def _backoff_ms(self, attempts: int) -> int:
+        ceiling = min(
+            self.options.backoff_max_s, self.options.backoff_base_s * 2 ** min(attempts, 30)
+        )
+        return int(random.uniform(ceiling / 2, ceiling) * 1000)  # noqa: S311 - jitter, not crypto

@@ -1,0 +1,278 @@
+"""The table→queue link machinery below the records API: the write hook, the outbox
+and the relay, against the embedded queue and a real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import orjson
+import pytest
+
+from conveyor.exceptions import BackendError, BadRequest
+from conveyor.links.model import LinkSpec
+from conveyor.links.outbox import Status
+from conveyor.links.relay import Relay, RelayOptions
+from conveyor.platform import Platform
+from conveyor.queues.model import Queue
+from tests import rabbitmq
+from tests.contract.queue_contract import receive
+from tests.tcp_proxy import TcpProxy
+
+
+@dataclass(frozen=True)
+class FakeTable:
+    name: str
+
+
+TABLE = FakeTable("estudante")
+
+
+async def write(
+    platform: Platform,
+    event: str,
+    record: dict[str, Any] | None,
+    previous: dict[str, Any] | None = None,
+    *,
+    fail: bool = False,
+) -> None:
+    """What a record write does: its own change plus the hook, in one transaction."""
+
+    class Rollback(Exception):
+        pass
+
+    try:
+        async with platform.db.write() as conn:
+            await platform.link_hook(conn, TABLE, event, record, previous)
+            if fail:
+                raise Rollback
+    except Rollback:
+        pass
+
+
+async def link(platform: Platform, queue: Queue, **body: Any) -> None:
+    await platform.links.put(TABLE.name, queue.id, LinkSpec.parse(TABLE.name, body))
+
+
+async def test_an_embedded_link_publishes_exactly_the_committed_writes(platform: Platform) -> None:
+    queue = await platform.queues.create({"name": "changes", "type": "embedded"})
+    await link(platform, queue, events=["create", "update", "delete"], handler="estudante_changed")
+    ana = {"id": 1, "nome": "Ana", "idade": 20}
+    await write(platform, "create", ana)
+    await write(platform, "create", {"id": 2, "nome": "Rolled back"}, fail=True)
+    await write(platform, "update", ana | {"idade": 21, "updated_at": "later"}, ana)
+    await write(platform, "delete", None, ana)
+    backend = await platform.backends.connect(queue)
+    deliveries = await receive(backend, 3)
+    bodies = [orjson.loads(d.body) for d in deliveries]
+    assert [b["event"] for b in bodies] == ["create", "update", "delete"]
+    assert all(b["handler"] == "estudante_changed" and b["table"] == "estudante" for b in bodies)
+    assert bodies[0]["record"] == ana and "previous" not in bodies[0]
+    assert bodies[1]["changed"] == ["idade"] and bodies[1]["previous"] == ana
+    assert bodies[2]["record"] == ana and bodies[2]["previous"] == ana
+    assert all(d.ordering_key == "estudante:1" for d in deliveries)
+    assert await backend.receive(10) == []
+    counts = await platform.outbox.counts()
+    assert counts == {"pending": 0, "sent": 3, "failed": 0}
+    rows = await platform.outbox.page(record_id="1")
+    assert {r.message_id for r in rows} == {d.id for d in deliveries}
+
+
+async def test_events_not_linked_publish_nothing(platform: Platform) -> None:
+    queue = await platform.queues.create({"name": "creates", "type": "embedded"})
+    await link(platform, queue, events=["create"])
+    await write(platform, "update", {"id": 1}, {"id": 1})
+    await write(platform, "delete", None, {"id": 1})
+    assert (await (await platform.backends.connect(queue)).stats()).ready == 0
+    await write(platform, "create", {"id": 1})
+    assert (await (await platform.backends.connect(queue)).stats()).ready == 1
+
+
+@pytest.fixture
+async def rabbit_queue(platform: Platform) -> AsyncIterator[Queue]:
+    rabbitmq.require()
+    url, credentials = rabbitmq.split_url()
+    name = rabbitmq.unique_name("outbox")
+    queue = await platform.queues.create(
+        {
+            "name": name,
+            "type": "rabbitmq",
+            "url": url,
+            "username": credentials.username,
+            "password": credentials.password,
+        }
+    )
+    await platform.backends.get(queue)  # declares the queue, so tests can read it at once
+    yield queue
+    await rabbitmq.delete_queues(name)
+
+
+async def drain_broker(
+    name: str, count: int, timeout_s: float = 20
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Read `count` messages straight from RabbitMQ with aio-pika."""
+    connection = await aio_pika.connect(rabbitmq.RABBITMQ_URL)
+    got: list[aio_pika.abc.AbstractIncomingMessage] = []
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(name)
+        deadline = time.monotonic() + timeout_s
+        while len(got) < count and time.monotonic() < deadline:
+            message = await queue.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(0.05)
+            else:
+                got.append(message)
+        extra = await queue.get(fail=False, no_ack=True)
+        assert extra is None, f"more than {count} messages: {extra.body!r}"
+    finally:
+        await connection.close()
+    assert len(got) == count, f"got {len(got)} of {count}"
+    return got
+
+
+@pytest.mark.rabbitmq
+async def test_outbox_rows_reach_rabbitmq_in_order(platform: Platform, rabbit_queue: Queue) -> None:
+    await link(platform, rabbit_queue, events=["create", "update"])
+    record = {"id": 7, "n": 0}
+    await write(platform, "create", record)
+    for n in range(1, 20):
+        await write(platform, "update", record | {"n": n}, record | {"n": n - 1})
+    await write(platform, "update", record | {"n": 99}, record, fail=True)
+    messages = await drain_broker(rabbit_queue.name, 20)
+    bodies = [orjson.loads(m.body) for m in messages]
+    assert [b["record"]["n"] for b in bodies] == list(range(20))
+    rows = await platform.outbox.page(status=Status.SENT, limit=100)
+    assert {r.message_id for r in rows} == {m.message_id for m in messages}
+
+
+@pytest.mark.rabbitmq
+async def test_while_the_broker_is_down_writes_succeed_and_wait_in_the_outbox(
+    platform: Platform, rabbit_queue: Queue
+) -> None:
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
+        await platform.queues.update(rabbit_queue.id, {"url": f"amqp://127.0.0.1:{proxy.port}/"})
+        await platform.backends.discard(rabbit_queue.id)
+        await link(platform, rabbit_queue, events=["create", "update"])
+        proxy.cut()
+        for n in range(5):
+            await write(platform, "create", {"id": n})
+            await write(platform, "update", {"id": n, "v": 2}, {"id": n})
+
+        async def all_waiting() -> bool:
+            counts = await platform.outbox.counts()
+            rows = await platform.outbox.page(status=Status.PENDING)
+            return counts["pending"] == 10 and any(r.attempts > 0 for r in rows)
+
+        deadline = time.monotonic() + 20
+        while not await all_waiting():
+            assert time.monotonic() < deadline, await platform.outbox.counts()
+            await asyncio.sleep(0.2)
+        failing = await platform.outbox.page(status=Status.PENDING)
+        assert all(r.last_error for r in failing if r.attempts)
+        proxy.restore()
+        await retry_now(platform)
+        messages = await drain_broker(rabbit_queue.name, 10, timeout_s=40)
+    by_record: dict[int, list[str]] = {}
+    for m in messages:
+        body = orjson.loads(m.body)
+        by_record.setdefault(body["record"]["id"], []).append(body["event"])
+    assert by_record == {n: ["create", "update"] for n in range(5)}
+    assert (await platform.outbox.counts())["pending"] == 0
+
+
+async def retry_now(platform: Platform) -> None:
+    """Skip the backoff the failures earned (the test does not want to wait a minute)."""
+    for row in await platform.outbox.page(status=Status.PENDING, limit=500):
+        with contextlib.suppress(BadRequest):  # sent in the meantime
+            await platform.outbox.retry(row.id)
+    platform.relay.wake()
+
+
+@pytest.mark.rabbitmq
+async def test_several_relays_send_each_row_once(platform: Platform, rabbit_queue: Queue) -> None:
+    await platform.stop_relay()
+    await link(platform, rabbit_queue, events=["create"])
+    for n in range(150):
+        await write(platform, "create", {"id": n})
+    relays = [
+        Relay(platform.outbox, platform.queues, platform.backends, RelayOptions(batch=20))
+        for _ in range(3)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    try:
+        messages = await drain_broker(rabbit_queue.name, 150, timeout_s=40)
+    finally:
+        for relay in relays:
+            relay.stop()
+        await asyncio.gather(*tasks)
+    ids = [m.message_id for m in messages]
+    assert len(set(ids)) == 150
+
+
+@pytest.mark.rabbitmq
+async def test_a_crash_before_marking_sent_resends_with_the_same_id(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FI-06: the broker confirmed, the relay died before recording it."""
+    await platform.stop_relay()
+    await link(platform, rabbit_queue, events=["create"])
+    await write(platform, "create", {"id": 1})
+    crashing = Relay(platform.outbox, platform.queues, platform.backends, RelayOptions(lease_s=0.5))
+
+    async def die(*_: object) -> None:
+        raise RuntimeError("killed between confirm and mark_sent")
+
+    monkeypatch.setattr(crashing.store, "mark_sent", die)
+    with pytest.raises(RuntimeError):
+        await crashing.relay_once()
+    monkeypatch.undo()
+    await asyncio.sleep(0.6)  # the dead relay's lease runs out
+    survivor = Relay(platform.outbox, platform.queues, platform.backends)
+    assert await survivor.relay_once() == 1
+    first, second = await drain_broker(rabbit_queue.name, 2)
+    assert first.message_id == second.message_id
+    assert first.body == second.body
+    assert (await platform.outbox.counts())["sent"] == 1
+
+
+@pytest.mark.rabbitmq
+async def test_sync_links_fail_the_write_when_the_broker_is_down(
+    platform: Platform, rabbit_queue: Queue
+) -> None:
+    await platform.queues.update(rabbit_queue.id, {"url": "amqp://127.0.0.1:1/"})
+    await link(platform, rabbit_queue, events=["create"], mode="sync")
+    with pytest.raises(BackendError, match="rolled back"):
+        await write(platform, "create", {"id": 1})
+    assert await platform.outbox.counts() == {"pending": 0, "sent": 0, "failed": 0}
+
+
+@pytest.mark.rabbitmq
+async def test_sync_links_publish_before_the_commit(
+    platform: Platform, rabbit_queue: Queue
+) -> None:
+    await link(platform, rabbit_queue, events=["create"], mode="sync")
+    await write(platform, "create", {"id": 1})
+    (message,) = await drain_broker(rabbit_queue.name, 1)
+    assert orjson.loads(message.body)["record"] == {"id": 1}
+    assert (await platform.outbox.counts())["sent"] == 1
+
+
+async def test_rows_of_a_deleted_queue_are_marked_failed_and_retry_is_refused_once_sent(
+    platform: Platform,
+) -> None:
+    queue = await platform.queues.create(
+        {"name": "gone", "type": "rabbitmq", "url": "amqp://127.0.0.1:1/"}
+    )
+    await link(platform, queue, events=["create"])
+    await platform.stop_relay()
+    await write(platform, "create", {"id": 1})
+    (row,) = await platform.outbox.page()
+    assert row.status is Status.PENDING
+    await platform.queues.delete(queue.id)
+    assert await platform.outbox.page() == []  # the queue's rows go with it
