@@ -11,9 +11,13 @@ ConveyorError(Exception)
 ├── NotFound(ConveyorError, LookupError)             404
 │   ├── QueueNotFound
 │   ├── KeyNotFound
+│   ├── TableNotFound
+│   ├── FieldNotFound
+│   ├── RuleNotFound
 │   └── RecordNotFound
 ├── ValidationError(ConveyorError, ValueError)       422, .details lists every problem
 ├── Conflict(ConveyorError)                          409
+│   └── UniqueViolation                              .details names the field
 ├── BackendError(ConveyorError)                      503, the driver error kept in __cause__
 │   ├── ConnectionFailed
 │   └── PublishFailed
@@ -97,6 +101,24 @@ class KeyNotFound(NotFound):
     code = "key_not_found"
 
 
+class TableNotFound(NotFound):
+    """Table not found."""
+
+    code = "table_not_found"
+
+
+class FieldNotFound(NotFound):
+    """Field not found."""
+
+    code = "field_not_found"
+
+
+class RuleNotFound(NotFound):
+    """Validation rule not found."""
+
+    code = "rule_not_found"
+
+
 class RecordNotFound(NotFound):
     """Record not found."""
 
@@ -113,6 +135,12 @@ class Conflict(ConveyorError):
     """The request conflicts with the current state."""
 
     code = "conflict"
+
+
+class UniqueViolation(Conflict):
+    """A record with this value already exists."""
+
+    code = "unique_violation"
 
 
 class BackendError(ConveyorError):
