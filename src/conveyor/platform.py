@@ -11,6 +11,7 @@ from conveyor.config import Settings
 from conveyor.db import Database
 from conveyor.db.migrate import MigrationResult, migrate
 from conveyor.keys import KeyStore
+from conveyor.storage import Storage
 from conveyor.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Platform:
         self.db = Database.from_settings(settings)
         self.keys = KeyStore(self.db, cache_ttl_s=settings.key_cache_ttl_s)
         self.users = UserStore(self.db)
+        self.storage = Storage(self.db)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def migrate(self) -> MigrationResult:

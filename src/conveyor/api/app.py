@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from conveyor import __version__
 from conveyor.api import errors
 from conveyor.api.middleware import AccessLog, RejectKeysInQuery
-from conveyor.api.routes import health, keys
+from conveyor.api.routes import health, keys, storage
 from conveyor.config import Settings
 from conveyor.platform import Platform
 
@@ -36,6 +36,7 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(keys.router)
+    app.include_router(storage.router)
     app.add_middleware(RejectKeysInQuery)
     app.add_middleware(AccessLog)
     return app
