@@ -67,28 +67,20 @@ def match(table: TableDef, q: str) -> tuple[sa.ColumnElement[bool], sa.ColumnEle
         )
     terms = words(q)
     if table.dialect == "postgresql":
-        query = sa.func.to_tsquery(_SIMPLE, " & ".join(f"'{w}':*" for w in terms))
+        # Every word as a prefix; whole-word matches add to the rank.
+        prefixes = sa.func.to_tsquery(_SIMPLE, " & ".join(f"'{w}':*" for w in terms))
+        exact = sa.func.to_tsquery(_SIMPLE, " | ".join(f"'{w}'" for w in terms))
         vector = table.sql.c[SEARCH_COLUMN]
-        return vector.op("@@")(query), sa.func.ts_rank(vector, query)
+        score = sa.func.ts_rank(vector, prefixes) + sa.func.ts_rank(vector, exact)
+        return vector.op("@@")(prefixes), score
     fts = fts_table(table)
-    condition = table.sql.c.id.in_(
-        sa.select(fts.c.rowid).where(
-            fts.c[fts.name].op("MATCH")(" ".join(f'"{w}"*' for w in terms))
-        )
-    )
-    return condition, _sqlite_score(table, terms)
-
-
-def _sqlite_score(table: TableDef, terms: list[str]) -> sa.ColumnElement[Any]:
+    # Every word as a prefix, or as a whole word, which bm25 then ranks higher.
+    expression = " AND ".join(f'("{w}" OR "{w}"*)' for w in terms)
+    matching = fts.c[fts.name].op("MATCH")(expression)
+    condition = table.sql.c.id.in_(sa.select(fts.c.rowid).where(matching))
     # bm25 is only defined inside a MATCH query: a correlated subquery asks for it.
-    fts = fts_table(table)
-    rank = (
-        sa.select(fts.c.rank)
-        .where(fts.c[fts.name].op("MATCH")(" ".join(f'"{w}"*' for w in terms)))
-        .where(fts.c.rowid == table.sql.c.id)
-        .scalar_subquery()
-    )
-    return -rank
+    rank = sa.select(fts.c.rank).where(matching, fts.c.rowid == table.sql.c.id).scalar_subquery()
+    return condition, -rank
 
 
 def fts_name(table: TableDef) -> str:
@@ -127,16 +119,14 @@ async def _install_sqlite(conn: AsyncConnection, table: TableDef) -> None:
     quote = conn.dialect.identifier_preparer.quote
     names = [f.name for f in table.searchable]
     fts = sa.table(fts_name(table), sa.column("rowid"), *(sa.column(n) for n in names))
-    new, old = (
-        sa.table(t, sa.column("id"), *(sa.column(n) for n in names)) for t in ("new", "old")
-    )
+    new = sa.table("new", sa.column("id"), *(sa.column(n) for n in names))
 
     def sql(statement: sa.Insert | sa.Delete) -> str:
         compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
         return f"{compiled};"
 
     insert = sql(sa.insert(fts).values({"rowid": new.c.id} | {n: new.c[n] for n in names}))
-    delete = sql(sa.delete(fts).where(fts.c.rowid == old.c.id))
+    delete = sql(sa.delete(fts).where(fts.c.rowid == sa.literal_column("old.id")))
     source = quote(table.sql_name)
     columns = ", ".join(quote(n) for n in names)
     await conn.exec_driver_sql(
