@@ -20,7 +20,9 @@ ESTUDANTE: dict[str, Any] = {
         {"name": "idade", "type": "integer", "min": 0},
         {"name": "email", "type": "email", "unique": True},
     ],
-    "rules": [{"name": "adult", "expression": "record.idade >= 18", "message": "must be 18 or older"}],
+    "rules": [
+        {"name": "adult", "expression": "record.idade >= 18", "message": "must be 18 or older"}
+    ],
 }
 PEOPLE = [
     ("Bruno Costa", 25),

@@ -37,16 +37,20 @@ class _Key:
             return self.expression.desc().nulls_first()
         return self.expression.asc().nulls_last()
 
+    def bind(self, value: Any) -> sa.BindParameter[Any]:
+        # A typed parameter: plain True/False would only be allowed with = and IS.
+        return sa.bindparam(None, value, type_=self.expression.type)
+
     def tie(self, value: Any) -> sa.ColumnElement[bool]:
-        return self.expression.is_(None) if value is None else self.expression == value
+        return self.expression.is_(None) if value is None else self.expression == self.bind(value)
 
     def beyond(self, value: Any) -> sa.ColumnElement[bool]:
         """The rows that sort strictly after `value` on this key alone."""
         if value is None:
             return self.expression.is_not(None) if self.descending else sa.false()
         if self.descending:
-            return sa.and_(self.expression < value)
-        after = self.expression > value
+            return self.expression < self.bind(value)
+        after = self.expression > self.bind(value)
         return sa.or_(after, self.expression.is_(None)) if self.nullable else after
 
     def bound(self, value: Any) -> sa.ColumnElement[bool] | None:
@@ -54,8 +58,8 @@ class _Key:
         if value is None:
             return None if self.descending else self.expression.is_(None)
         if self.descending:
-            return sa.and_(self.expression <= value)
-        at_least = self.expression >= value
+            return self.expression <= self.bind(value)
+        at_least = self.expression >= self.bind(value)
         return sa.or_(at_least, self.expression.is_(None)) if self.nullable else at_least
 
 
