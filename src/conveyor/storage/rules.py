@@ -23,6 +23,67 @@ _ACCESS = re.compile(r"\b(record|previous)\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(['\"])
 _MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _STRING = re.compile(r"[rRbB]{0,2}('''|\"\"\"|'|\")")
 _VARIABLES = frozenset({"record", "previous"})
+#: CEL's operators and standard functions: nothing else is callable from a rule.
+FUNCTIONS = frozenset(
+    [
+        "!_",
+        "-_",
+        "@in",
+        "@not_strictly_false",
+        "_&&_",
+        "_||_",
+        "_?_:_",
+        "_[_]",
+        "_==_",
+        "_!=_",
+        "_<_",
+        "_<=_",
+        "_>_",
+        "_>=_",
+        "_+_",
+        "_-_",
+        "_*_",
+        "_/_",
+        "_%_",
+        "size",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "matches",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "timestamp",
+        "duration",
+        "dyn",
+        "type",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getFullYear",
+        "getHours",
+        "getMilliseconds",
+        "getMinutes",
+        "getMonth",
+        "getSeconds",
+        "lowerAscii",
+        "upperAscii",
+        "trim",
+        "split",
+        "join",
+        "replace",
+        "indexOf",
+        "lastIndexOf",
+        "substring",
+        "charAt",
+        "max",
+        "min",
+    ]
+)
 
 Problem = dict[str, Any]
 
@@ -78,10 +139,11 @@ def compile_rule(
         program = cel.compile(rule.expression)
     except (ValueError, RuntimeError) as exc:
         return None, [_problem(where, rule.name, _syntax_message(str(exc)))]
-    problems = [
-        _problem(where, rule.name, message)
-        for message in unknown_names(rule.expression, program.variables(), field_names)
+    messages = unknown_names(rule.expression, program.variables(), field_names)
+    messages += [
+        f"unknown function {name!r}" for name in program.functions() if name not in FUNCTIONS
     ]
+    problems = [_problem(where, rule.name, message) for message in messages]
     return (None if problems else CompiledRule(rule, program)), problems
 
 
