@@ -25,6 +25,7 @@ from conveyor.storage.values import Invalid, coerce, to_json
 #: Options whose change alters the SQL column itself.
 _STORAGE = ("type", "precision", "scale", "table", "on_delete")
 _SAMPLE = 5
+_BATCH = 1000
 
 
 class Fields:
@@ -197,20 +198,27 @@ class Fields:
                     details=[problem(new.name, "duplicate values exist")],
                 )
         bad: list[int] = []
-        query = (
-            sa.select(table.sql.c.id, column).where(column.is_not(None)).order_by(table.sql.c.id)
-        )
-        result = await conn.stream(query.execution_options(yield_per=1000))
-        async for row in result:
-            try:
-                coerce(new, to_json(old, row[1]))
-            except Invalid:
-                bad.append(row[0])
-                if len(bad) >= _SAMPLE:
-                    break
-        await result.close()
+        last = 0
+        while len(bad) < _SAMPLE:
+            # Batches in id order, without a server-side cursor: PostgreSQL refuses to
+            # ALTER a table while a cursor over it is open in the same session.
+            query = (
+                sa.select(table.sql.c.id, column)
+                .where(column.is_not(None), table.sql.c.id > last)
+                .order_by(table.sql.c.id)
+                .limit(_BATCH)
+            )
+            rows = (await conn.execute(query)).all()
+            for record_id, value in rows:
+                try:
+                    coerce(new, to_json(old, value))
+                except Invalid:
+                    bad.append(record_id)
+            if len(rows) < _BATCH:
+                break
+            last = rows[-1][0]
         if bad:
-            raise _blocked(new, "hold values the changed field would refuse", bad)
+            raise _blocked(new, "hold values the changed field would refuse", bad[:_SAMPLE])
 
 
 def _blocked(field: Field, why: str, ids: list[int]) -> Conflict:

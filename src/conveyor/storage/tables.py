@@ -56,11 +56,12 @@ def parse_fields(specs: object) -> tuple[list[Field], list[Problem]]:
     for i, spec in enumerate(specs):
         field, found = parse_field(spec, f"fields[{i}]")
         problems += found
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name in seen:
+            problems.append(problem(f"fields[{i}].name", f"duplicate field name {name!r}"))
+        seen.add(name)
         if field is None:
             continue
-        if field.name in seen:
-            problems.append(problem(f"fields[{i}].name", f"duplicate field name {field.name!r}"))
-        seen.add(field.name)
         problems += check_default(field, f"fields[{i}]")
         fields.append(field)
     return fields, problems
