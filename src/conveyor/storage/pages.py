@@ -85,18 +85,45 @@ def after(keys: list[_Key], values: list[Any]) -> sa.ColumnElement[bool]:
     return condition if bound is None else sa.and_(bound, condition)
 
 
+def parts(keys: list[_Key], values: list[Any]) -> list[sa.ColumnElement[bool]]:
+    """`after(keys, values)` as consecutive ranges, each one an index can seek to.
+
+    Where the rows after the cursor span both the NULLs and the values of the first
+    key, one OR across the two would make PostgreSQL scan from the start of the index;
+    two queries, each on its own side, keep every page as cheap as the first.
+    """
+    first, value = keys[0], values[0]
+    if not first.nullable or len(keys) == 1:
+        return [after(keys, values)]
+    rest = after(keys[1:], values[1:])
+    column = first.expression
+    if not first.descending and value is not None:
+        at_least = column >= first.bind(value)
+        beyond = sa.or_(column > first.bind(value), sa.and_(first.tie(value), rest))
+        return [sa.and_(at_least, beyond), column.is_(None)]
+    if first.descending and value is None:
+        return [sa.and_(column.is_(None), rest), column.is_not(None)]
+    return [after(keys, values)]
+
+
 async def fetch(conn: AsyncConnection, table: TableDef, query: Query) -> Page:
     conditions, score = where(table, query)
     keys = _keys(table, query.sort, score)
     columns = [c for c in table.sql.c if c.name != SEARCH_COLUMN]
     labels = [k.expression.label(f"_k{i}") for i, k in enumerate(keys)]
-    statement = sa.select(*columns, *labels).where(*conditions)
-    if query.cursor is not None:
-        statement = statement.where(after(keys, query.cursor))
-    statement = statement.order_by(*(k.ordering() for k in keys)).limit(query.limit + 1)
-    if query.offset:
-        statement = statement.offset(query.offset)
-    result = (await conn.execute(statement)).all()
+    statement = (
+        sa.select(*columns, *labels)
+        .where(*conditions)
+        .order_by(*(k.ordering() for k in keys))
+        .offset(query.offset or None)
+    )
+    ranges = [sa.true()] if query.cursor is None else parts(keys, query.cursor)
+    result: list[sa.Row[Any]] = []
+    for condition in ranges:
+        wanted = query.limit + 1 - len(result)
+        result += (await conn.execute(statement.where(condition).limit(wanted))).all()
+        if len(result) > query.limit:
+            break
     more = len(result) > query.limit
     result = result[: query.limit]
     rows = [{c.name: row[i] for i, c in enumerate(columns)} for row in result]

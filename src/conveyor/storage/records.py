@@ -21,7 +21,7 @@ from conveyor.exceptions import PayloadTooLarge, RecordNotFound, ValidationError
 from conveyor.storage import integrity, pages
 from conveyor.storage.catalog import Catalog
 from conveyor.storage.model import TableDef
-from conveyor.storage.query import Query
+from conveyor.storage.query import Query, parse
 from conveyor.storage.schema import SEARCH_COLUMN
 from conveyor.storage.validate import Checked, check, check_or_raise, invalid, references
 from conveyor.storage.values import to_json
@@ -174,8 +174,6 @@ class Records:
         self, table_name: str, params: Any
     ) -> tuple[list[Record], str | None, int | None]:
         """A page of records for the query-string pairs `params`."""
-        from conveyor.storage.query import parse
-
         async with self.db.read() as conn:
             table = await self.catalog.get(conn, table_name)
             query: Query = parse(table, params)

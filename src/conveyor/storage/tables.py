@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.db import Database
@@ -140,22 +141,27 @@ class Tables:
             if await self.catalog.exists(conn, name):
                 raise Conflict(f"a table named {name!r} already exists")
             targets = await self._targets(conn, table, fields)
-            await conn.execute(
-                sa.insert(storage_tables).values(
-                    id=table.id,
-                    name=name,
-                    sql_name=table.sql_name,
-                    label=table.label,
-                    description=table.description,
-                    version=1,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            await self._insert(conn, table)
             await self._insert_children(conn, table)
             await schema.create_table(conn, table, targets)
             await search.install(conn, table)
             return await self.catalog.get(conn, name)
+
+    async def _insert(self, conn: AsyncConnection, table: TableDef) -> None:
+        row = {
+            "id": table.id,
+            "name": table.name,
+            "sql_name": table.sql_name,
+            "label": table.label,
+            "description": table.description,
+            "version": table.version,
+            "created_at": table.created_at,
+            "updated_at": table.updated_at,
+        }
+        try:
+            await conn.execute(sa.insert(storage_tables).values(row))
+        except IntegrityError:  # another process created it since we looked
+            raise Conflict(f"a table named {table.name!r} already exists") from None
 
     async def update(self, name: str, spec: dict[str, Any]) -> TableDef:
         problems = [
