@@ -189,3 +189,20 @@ async def test_scopes_guard_records_and_tables(
     assert (await client.get(RECORDS, headers=publisher)).status_code == 403
     assert (await client.get(TABLES, headers=reader)).status_code == 403
     assert (await client.get(RECORDS)).status_code == 401
+
+
+async def test_search_results_page_with_the_cursor(
+    estudante: dict[str, Any], client: httpx.AsyncClient, writer: dict[str, str]
+) -> None:
+    await add_people(client, writer)
+    first = await client.get(RECORDS, headers=writer, params={"q": "ana", "limit": 10})
+    everything = [r["id"] for r in first.json()["items"]]
+    walked: list[int] = []
+    params = {"q": "ana", "limit": "1"}
+    while True:
+        page = (await client.get(RECORDS, headers=writer, params=params)).json()
+        walked += [r["id"] for r in page["items"]]
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert walked == everything and len(walked) == 3

@@ -157,7 +157,8 @@ class Fields:
             )
         await self._check_values(conn, table, old, new)
         search_change = [f.name for f in table.searchable] != [f.name for f in changed.searchable]
-        reindex = search_change or ((old.searchable or new.searchable) and old != new)
+        moved = new.name != old.name or storage_change
+        reindex = search_change or (new.searchable and moved)
         if reindex:
             await search.uninstall(conn, table)
         if empty:
