@@ -93,10 +93,16 @@ def parts(keys: list[_Key], values: list[Any]) -> list[sa.ColumnElement[bool]]:
     two queries, each on its own side, keep every page as cheap as the first.
     """
     first, value = keys[0], values[0]
+    column = first.expression
+    if _pair(keys) and value is not None:
+        # (field, id) after (value, id): a row comparison PostgreSQL seeks to directly.
+        row = sa.tuple_(column, keys[1].expression)
+        cursor = sa.tuple_(first.bind(value), keys[1].bind(values[1]))
+        beyond = row < cursor if first.descending else row > cursor
+        return [beyond, column.is_(None)] if first.nullable and not first.descending else [beyond]
     if not first.nullable or len(keys) == 1:
         return [after(keys, values)]
     rest = after(keys[1:], values[1:])
-    column = first.expression
     if not first.descending and value is not None:
         at_least = column >= first.bind(value)
         beyond = sa.or_(column > first.bind(value), sa.and_(first.tie(value), rest))
@@ -104,6 +110,16 @@ def parts(keys: list[_Key], values: list[Any]) -> list[sa.ColumnElement[bool]]:
     if first.descending and value is None:
         return [sa.and_(column.is_(None), rest), column.is_not(None)]
     return [after(keys, values)]
+
+
+def _pair(keys: list[_Key]) -> bool:
+    """Whether the sort is one column then the id, both in the same direction."""
+    return (
+        len(keys) == 2
+        and isinstance(keys[0].expression, sa.Column)
+        and not keys[1].nullable
+        and keys[0].descending == keys[1].descending
+    )
 
 
 async def fetch(conn: AsyncConnection, table: TableDef, query: Query) -> Page:
