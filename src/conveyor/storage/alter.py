@@ -52,7 +52,7 @@ class Fields:
                     f"table {name!r} has records, which would have no {field.name!r}: "
                     "give the new required field a default, or add it as optional first"
                 )
-            targets = await self.tables._targets(conn, table, [field])
+            targets = await self.tables.targets(conn, table, [field])
             new = replace(table, fields=(*table.fields, field))
             if field.searchable:
                 await search.uninstall(conn, table)
@@ -163,7 +163,7 @@ class Fields:
             await search.uninstall(conn, table)
         if empty:
             await schema.drop_column(conn, table.sql_name, old)
-            targets = await self.tables._targets(conn, changed, [new])
+            targets = await self.tables.targets(conn, changed, [new])
             await schema.add_column(conn, table.sql_name, new, targets.get(new.name))
         else:
             if new.name != old.name:

@@ -51,6 +51,10 @@ class Catalog:
         self._cache[name] = table
         return table
 
+    def cached(self, name: str) -> TableDef | None:
+        """The definition last loaded, possibly stale: check its version before trusting it."""
+        return self._cache.get(name)
+
     async def all(self, conn: AsyncConnection) -> list[TableDef]:
         names = await conn.execute(sa.select(storage_tables.c.name).order_by(storage_tables.c.name))
         return [await self.get(conn, name) for name in names.scalars()]

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from conveyor.exceptions import Conflict, UniqueViolation, ValidationError
 from conveyor.storage.model import TableDef
 from conveyor.storage.names import index_name
-from conveyor.storage.values import to_json
 
 if TYPE_CHECKING:
     from conveyor.storage.validate import Checked
@@ -23,7 +22,7 @@ _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: [^.\s]+\.(\w+)")
 _UNIQUE_STATE, _FOREIGN_KEY_STATE = "23505", "23503"
 
 
-def unique_error(field: str, index: int | None = None, value: Any = None) -> dict[str, Any]:
+def unique_error(field: str, index: int | None = None) -> dict[str, Any]:
     problem: dict[str, Any] = {
         "field": field,
         "rule": "unique",
@@ -96,7 +95,7 @@ async def check_unique(
             continue
         column = table.sql.c[field.name]
         taken = set((await conn.execute(sa.select(column).where(column.in_(list(seen))))).scalars())
-        problems += [unique_error(field.name, seen[v], to_json(field, v)) for v in taken]
+        problems += [unique_error(field.name, seen[v]) for v in taken]
     if problems:
         problems.sort(key=lambda p: p.get("index") or 0)
         raise UniqueViolation(

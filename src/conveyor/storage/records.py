@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.db import Database
+from conveyor.db.tables import storage_tables
 from conveyor.db.types import utcnow
 from conveyor.exceptions import PayloadTooLarge, RecordNotFound, ValidationError
 from conveyor.storage import integrity, pages
@@ -52,14 +53,19 @@ class Records:
         self.hooks: list[WriteHook] = []
 
     @asynccontextmanager
+    async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        if conn is not None:
+            yield conn
+            return
+        async with self.db.write() as own:
+            yield own
+
+    @asynccontextmanager
     async def _writing(
         self, table_name: str, conn: AsyncConnection | None
     ) -> AsyncIterator[tuple[AsyncConnection, TableDef]]:
-        if conn is not None:
+        async with self._transaction(conn) as conn:
             yield conn, await self.catalog.get(conn, table_name, lock="share")
-            return
-        async with self.db.write() as own:
-            yield own, await self.catalog.get(own, table_name, lock="share")
 
     async def on_write(
         self,
@@ -76,17 +82,49 @@ class Records:
     async def create(
         self, table_name: str, data: object, *, conn: AsyncConnection | None = None
     ) -> Record:
-        async with self._writing(table_name, conn) as (conn, table):
-            checked = check_or_raise(table, data)
-            await self._check_references(conn, table, [(None, checked)])
-            now = utcnow()
-            values = checked.values | {"created_at": now, "updated_at": now}
-            statement = sa.insert(table.sql).values(values).returning(*_columns(table))
-            with integrity.translated(table):
-                row = (await conn.execute(statement)).mappings().one()
+        async with self._transaction(conn) as conn:
+            row, table = await self._insert_if_current(conn, table_name, data)
+            if row is None:
+                table = await self.catalog.get(conn, table_name, lock="share")
+                checked = check_or_raise(table, data)
+                await self._check_references(conn, table, [(None, checked)])
+                statement = sa.insert(table.sql).values(_stamped(checked.values))
+                with integrity.translated(table):
+                    result = await conn.execute(statement.returning(*_columns(table)))
+                    row = result.mappings().one()
+            assert table is not None
             record = serialize(table, row)
             await self.on_write(conn, table, "create", record, None)
             return record
+
+    async def _insert_if_current(
+        self, conn: AsyncConnection, table_name: str, data: object
+    ) -> tuple[sa.RowMapping | None, TableDef | None]:
+        """Insert with the cached definition, in one statement that also checks it is
+        still current (and share-locks it on PostgreSQL); None when it is not.
+
+        This saves the catalogue round trip of the hot path: INSERT ... SELECT <values>
+        WHERE EXISTS (the table at the cached version).
+        """
+        table = self.catalog.cached(table_name)
+        if table is None:
+            return None, None
+        checked, problems = check(table, data)
+        if checked is None or problems or references(table, checked.values):
+            return None, None  # the full path reports problems with a fresh definition
+        values = _stamped(checked.values)
+        current = sa.select(storage_tables.c.id).where(
+            storage_tables.c.id == table.id, storage_tables.c.version == table.version
+        )
+        if table.dialect == "postgresql":
+            current = current.with_for_update(read=True)
+        source = sa.select(
+            *(sa.literal(value, table.sql.c[name].type) for name, value in values.items())
+        ).where(current.exists())
+        statement = sa.insert(table.sql).from_select(list(values), source)
+        with integrity.translated(table):
+            result = await conn.execute(statement.returning(*_columns(table)))
+            return result.mappings().first(), table
 
     async def create_many(
         self, table_name: str, items: object, *, conn: AsyncConnection | None = None
@@ -222,6 +260,11 @@ class Records:
                     problems.append(problem if index is None else problem | {"index": index})
         if problems:
             raise invalid(problems)
+
+
+def _stamped(values: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    return values | {"created_at": now, "updated_at": now}
 
 
 def _columns(table: TableDef) -> list[sa.Column[Any]]:

@@ -140,7 +140,7 @@ class Tables:
         async with self.db.write() as conn:
             if await self.catalog.exists(conn, name):
                 raise Conflict(f"a table named {name!r} already exists")
-            targets = await self._targets(conn, table, fields)
+            targets = await self.targets(conn, table, fields)
             await self._insert(conn, table)
             await self._insert_children(conn, table)
             await schema.create_table(conn, table, targets)
@@ -237,7 +237,7 @@ class Tables:
         query = sa.select(sa.func.count()).select_from(table.sql)
         return int((await conn.execute(query)).scalar_one())
 
-    async def _targets(
+    async def targets(
         self, conn: AsyncConnection, table: TableDef, fields: Sequence[Field]
     ) -> dict[str, str]:
         """The SQL table each reference field points to (422 when it does not exist)."""
