@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.db import Database
@@ -82,36 +83,38 @@ class Records:
     async def create(
         self, table_name: str, data: object, *, conn: AsyncConnection | None = None
     ) -> Record:
-        async with self._transaction(conn) as conn:
-            row, table = await self._insert_if_current(conn, table_name, data)
-            if row is None:
-                table = await self.catalog.get(conn, table_name, lock="share")
-                checked = check_or_raise(table, data)
-                await self._check_references(conn, table, [(None, checked)])
-                statement = sa.insert(table.sql).values(_stamped(checked.values))
-                with integrity.translated(table):
-                    result = await conn.execute(statement.returning(*_columns(table)))
-                    row = result.mappings().one()
-            assert table is not None
+        cached = self.catalog.cached(table_name) if conn is None else None
+        checked, problems = check(cached, data) if cached else (None, [])
+        if cached and checked and not problems and not references(cached, checked.values):
+            try:
+                async with self.db.write() as own:
+                    record = await self._create_if_current(own, cached, checked)
+                    if record is not None:
+                        return record
+            except (ProgrammingError, OperationalError):
+                # The cached definition names a column or table that is gone (another
+                # process changed it); the long way below reloads it.
+                pass
+        async with self._writing(table_name, conn) as (conn, table):
+            checked = check_or_raise(table, data)
+            await self._check_references(conn, table, [(None, checked)])
+            statement = sa.insert(table.sql).values(_stamped(checked.values))
+            with integrity.translated(table):
+                result = await conn.execute(statement.returning(*_columns(table)))
+                row = result.mappings().one()
             record = serialize(table, row)
             await self.on_write(conn, table, "create", record, None)
             return record
 
-    async def _insert_if_current(
-        self, conn: AsyncConnection, table_name: str, data: object
-    ) -> tuple[sa.RowMapping | None, TableDef | None]:
-        """Insert with the cached definition, in one statement that also checks it is
-        still current (and share-locks it on PostgreSQL); None when it is not.
+    async def _create_if_current(
+        self, conn: AsyncConnection, table: TableDef, checked: Checked
+    ) -> Record | None:
+        """Create with a cached definition, in one statement that also checks it is still
+        current (and share-locks it on PostgreSQL); None when it is not.
 
-        This saves the catalogue round trip of the hot path: INSERT ... SELECT <values>
-        WHERE EXISTS (the table at the cached version).
+        The hot path saves the catalogue round trip this way:
+        INSERT ... SELECT <values> WHERE EXISTS (the table at the cached version).
         """
-        table = self.catalog.cached(table_name)
-        if table is None:
-            return None, None
-        checked, problems = check(table, data)
-        if checked is None or problems or references(table, checked.values):
-            return None, None  # the full path reports problems with a fresh definition
         values = _stamped(checked.values)
         current = sa.select(storage_tables.c.id).where(
             storage_tables.c.id == table.id, storage_tables.c.version == table.version
@@ -124,7 +127,12 @@ class Records:
         statement = sa.insert(table.sql).from_select(list(values), source)
         with integrity.translated(table):
             result = await conn.execute(statement.returning(*_columns(table)))
-            return result.mappings().first(), table
+            row = result.mappings().first()
+        if row is None:
+            return None
+        record = serialize(table, row)
+        await self.on_write(conn, table, "create", record, None)
+        return record
 
     async def create_many(
         self, table_name: str, items: object, *, conn: AsyncConnection | None = None
