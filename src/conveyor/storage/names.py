@@ -12,8 +12,6 @@ import re
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as _POSTGRES_RESERVED
 from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
 
-from conveyor.exceptions import ValidationError
-
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 #: PostgreSQL truncates longer identifiers (NAMEDATALEN - 1).
 MAX_SQL_NAME = 63
@@ -64,17 +62,6 @@ RESERVED = (
 )
 
 
-def check_name(name: object, *, what: str, field: str = "name") -> str:
-    """`name` if it is a valid table, field or rule name, else a 422 saying why."""
-    problem = name_problem(name, what=what)
-    if problem:
-        raise ValidationError(
-            f"{field}: {problem}", details=[{"field": field, "rule": None, "message": problem}]
-        )
-    assert isinstance(name, str)
-    return name
-
-
 def name_problem(name: object, *, what: str) -> str | None:
     if not isinstance(name, str):
         return f"a {what} name must be a string"
@@ -85,6 +72,8 @@ def name_problem(name: object, *, what: str) -> str | None:
         )
     if "__" in name:
         return f"invalid {what} name {name!r}: double underscores are reserved"
+    if what == "rule":
+        return None  # a rule name never reaches SQL or CEL
     if name in SYSTEM_FIELDS:
         return f"{name!r} is a system field (id, created_at, updated_at are always present)"
     if name in RESERVED:
