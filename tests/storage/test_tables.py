@@ -138,7 +138,10 @@ async def test_type_changes_keep_data_or_are_refused(
         client,
         admin,
         name="t",
-        fields=[{"name": "contact", "type": "text"}, {"name": "n", "type": "integer"}],
+        fields=[
+            {"name": "contact", "type": "text", "searchable": True, "max": 40},
+            {"name": "n", "type": "integer", "min": 0},
+        ],
     )
     bad = await add(client, admin, "t", contact="not an email", n=1)
     field = f"{TABLES}/t/fields/contact"
@@ -149,7 +152,12 @@ async def test_type_changes_keep_data_or_are_refused(
         f"{TABLES}/t/records/{bad['id']}", headers=admin, json={"contact": "a@b.co"}
     )
     assert fix.status_code == 200
-    assert (await client.patch(field, headers=admin, json={"type": "email"})).status_code == 200
+    retyped = await client.patch(field, headers=admin, json={"type": "email"})
+    assert retyped.status_code == 200
+    contact = retyped.json()["fields"][0]
+    assert (contact["type"], contact["searchable"], contact["max"]) == ("email", True, 40)
+    found = await client.get(f"{TABLES}/t/records", headers=admin, params={"q": "a"})
+    assert [r["id"] for r in found.json()["items"]] == [bad["id"]]
     wrong = await client.post(f"{TABLES}/t/records", headers=admin, json={"contact": "nope"})
     assert wrong.status_code == 422
     to_date = await client.patch(f"{TABLES}/t/fields/n", headers=admin, json={"type": "date"})
@@ -164,7 +172,10 @@ async def test_any_type_change_works_on_an_empty_table(
     await make(client, admin, name="t", fields=[{"name": "n", "type": "integer", "unique": True}])
     changed = await client.patch(f"{TABLES}/t/fields/n", headers=admin, json={"type": "date"})
     assert changed.status_code == 200 and changed.json()["fields"][0]["type"] == "date"
+    assert changed.json()["fields"][0]["unique"] is True  # still means the same: kept
     assert (await add(client, admin, "t", n="2024-02-29"))["n"] == "2024-02-29"
+    again = await client.post(f"{TABLES}/t/records", headers=admin, json={"n": "2024-02-29"})
+    assert again.status_code == 409
 
 
 async def test_tightening_options_checks_existing_values(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from conveyor.db.tables import storage_fields
 from conveyor.exceptions import Conflict, ValidationError
 from conveyor.storage import schema, search
-from conveyor.storage.fields import TEXTUAL, Field, FieldType, parse_field
+from conveyor.storage.fields import LENGTH_BOUNDED, TEXTUAL, Field, FieldType, parse_field
 from conveyor.storage.model import TableDef
 from conveyor.storage.rules import field_accesses
 from conveyor.storage.tables import Tables, check_default, fail, problem
@@ -80,10 +80,7 @@ class Fields:
         async with self.db.write() as conn:
             table = await self.catalog.get(conn, name, lock="update")
             old = table.field(field_name)
-            merged = old.to_json() | spec
-            if "type" in spec and spec["type"] != old.type.value:
-                # Options of the old type rarely fit the new one: start from the spec.
-                merged = {"name": old.name, "label": old.label} | spec
+            merged = _carried(old, spec) | spec
             new, problems = parse_field(merged, "")
             problems = [p | {"field": p["field"].lstrip(".")} for p in problems]
             if new is None:
@@ -220,6 +217,27 @@ class Fields:
             last = rows[-1][0]
         if bad:
             raise _blocked(new, "hold values the changed field would refuse", bad[:_SAMPLE])
+
+
+def _carried(old: Field, spec: dict[str, Any]) -> dict[str, Any]:
+    """The old definition's options that still mean the same under the new type."""
+    current = old.to_json()
+    try:
+        new_type = FieldType(spec.get("type", old.type.value))
+    except ValueError:
+        return current  # parse_field reports the unknown type
+    if new_type is old.type:
+        return current
+    kept = {"name", "label", "required", "indexed"}
+    if new_type in TEXTUAL and old.type in TEXTUAL:
+        kept |= {"unique", "searchable", "default"}
+    if new_type in LENGTH_BOUNDED and old.type in LENGTH_BOUNDED:
+        kept |= {"min", "max", "pattern"}
+    if new_type not in (FieldType.JSON, FieldType.BOOLEAN):
+        kept.add("unique")
+    if new_type is FieldType.JSON:
+        kept.discard("indexed")
+    return {k: v for k, v in current.items() if k in kept}
 
 
 def _blocked(field: Field, why: str, ids: list[int]) -> Conflict:
