@@ -58,9 +58,10 @@ def parse_fields(specs: object) -> tuple[list[Field], list[Problem]]:
         field, found = parse_field(spec, f"fields[{i}]")
         problems += found
         name = spec.get("name") if isinstance(spec, dict) else None
-        if isinstance(name, str) and name in seen:
-            problems.append(problem(f"fields[{i}].name", f"duplicate field name {name!r}"))
-        seen.add(name)
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(problem(f"fields[{i}].name", f"duplicate field name {name!r}"))
+            seen.add(name)
         if field is None:
             continue
         problems += check_default(field, f"fields[{i}]")
