@@ -22,6 +22,7 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12)
     | st.sampled_from(["2024-02-30", "1e400", "NaN", "-0", "a@b.co", "http://x", "t", "("])
+    | st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00", "1e999999"])
 )
 json_values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner)
@@ -43,7 +44,9 @@ params = st.lists(
         st.sampled_from(["t", "n", "d", "ts", "dy", "j", "id", "sort", "q", "limit"])
         | st.sampled_from(["cursor", "offset", "page", "count", "n[in]", "d[gte]", "ts[lt]"])
         | st.sampled_from(["t[icontains]", "dy[isnull]", "j[eq]", "x[y]", "t[", "n]"]),
-        st.text(max_size=10) | st.sampled_from(["1", "-1", "1.5", "2024-01-01", ",", "-n,t"]),
+        st.text(max_size=10)
+        | st.sampled_from(["1", "-1", "1.5", "2024-01-01", ",", "-n,t", "1e999999"])
+        | st.sampled_from(["0001-01-01T00:00:00+01:00", "99999999999999999999", "true"]),
     ),
     max_size=4,
 )

@@ -197,9 +197,12 @@ def _check_bounds(type_: FieldType, values: dict[str, Any], problem: Any) -> Non
             if number is None:
                 problem(key, "must be a number")
             else:
-                values[key] = int(number) if type_ is FieldType.INTEGER else str(number)
-                if type_ is FieldType.INTEGER and number != int(number):
+                if not INT64[0] <= number <= INT64[1]:
+                    problem(key, "must fit in 64 bits")
+                elif type_ is FieldType.INTEGER and number != int(number):
                     problem(key, "must be a whole number for an integer field")
+                else:
+                    values[key] = int(number) if type_ is FieldType.INTEGER else str(number)
         else:
             problem(key, f"min and max do not apply to {type_.value} fields")
     low, high = values.get("min"), values.get("max")

@@ -19,6 +19,7 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 INTEGER_RE = re.compile(r"^[+-]?\d{1,19}$")
 MAX_EMAIL = 254
 MAX_URL = 2048
+MAX_JSON_DEPTH = 32
 
 
 class Invalid(ValueError):
@@ -124,11 +125,36 @@ def _datetime(field: Field, value: Any) -> datetime:
         raise Invalid("must be an ISO 8601 date and time with a timezone") from None
     if parsed.tzinfo is None:
         raise Invalid("must include a timezone, e.g. 2024-12-31T10:00:00Z or +02:00")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise Invalid("is out of range") from None
 
 
 def _json(field: Field, value: Any) -> Any:
+    _check_json(value, 0)
     return value
+
+
+def _check_json(value: Any, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise Invalid(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise Invalid("holds an integer that does not fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise Invalid("holds NaN or Infinity, which JSON does not allow")
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_json(item, depth + 1)
+    else:
+        raise Invalid("is not a JSON value")
 
 
 def _email(field: Field, value: Any) -> str:
