@@ -4,6 +4,7 @@
 ConveyorError(Exception)
 ├── ConfigurationError(ConveyorError, ValueError)
 ├── BadRequest(ConveyorError, ValueError)           malformed input, 400
+│   ├── InvalidJson
 │   ├── PayloadTooLarge                              413
 │   └── UnsupportedMediaType                         415
 ├── Unauthenticated(ConveyorError)                   401
@@ -57,6 +58,12 @@ class BadRequest(ConveyorError, ValueError):
     """The request is malformed."""
 
     code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    """The request body is not valid JSON."""
+
+    code = "invalid_json"
 
 
 class PayloadTooLarge(BadRequest):

@@ -223,3 +223,43 @@ async def test_unknown_table_names_in_paths_are_404(
     for name in ("..%2Fpeople", "people%22--", "PEOPLE", "z_people", "conveyor_api_keys"):
         response = await client.get(f"{TABLES}/{name}/records", headers=people)
         assert response.status_code == 404, name
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b'{"name": "x", ', "application/json", 400, "invalid_json"),
+        (b'{"name": "\\ud800"}', "application/json", 400, "invalid_json"),
+        (b'{"age": NaN}', "application/json", 400, "invalid_json"),
+        (b"", "application/json", 400, "invalid_json"),
+        (b'{"name": "x"}', "text/plain", 415, "unsupported_media_type"),
+        (b'["x"]', "application/json", 422, "validation_failed"),
+        (b'{"age": 1e999}', "application/json", 400, "invalid_json"),
+    ],
+)
+async def test_malformed_bodies_get_a_clear_4xx(
+    client: httpx.AsyncClient,
+    people: dict[str, str],
+    content: bytes,
+    content_type: str,
+    status: int,
+    code: str,
+) -> None:
+    headers = people | {"Content-Type": content_type}
+    response = await client.post(RECORDS, headers=headers, content=content)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+async def test_decimals_beyond_what_a_float_holds_must_be_strings(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    table = {"name": "money", "fields": [{"name": "v", "type": "decimal", "scale": 2}]}
+    assert (await client.post(TABLES, headers=admin, json=table)).status_code == 201
+    url = f"{TABLES}/money/records"
+    exact = await client.post(url, headers=admin, content=b'{"v": "1234567890123456.25"}')
+    assert exact.status_code == 201 and exact.json()["v"] == "1234567890123456.25"
+    lossy = await client.post(url, headers=admin, content=b'{"v": 1234567890123456.25}')
+    assert lossy.status_code == 422 and "string" in lossy.json()["error"]["message"]
+    small = await client.post(url, headers=admin, content=b'{"v": 19.99}')
+    assert small.json()["v"] == "19.99"

@@ -20,6 +20,7 @@ INTEGER_RE = re.compile(r"^[+-]?\d{1,19}$")
 MAX_EMAIL = 254
 MAX_URL = 2048
 MAX_JSON_DEPTH = 32
+FLOAT_DIGITS = 15  # what a double holds exactly
 
 
 class Invalid(ValueError):
@@ -80,6 +81,9 @@ def _decimal(field: Field, value: Any) -> Decimal:
         raise Invalid('must be a decimal number, as a string ("12.50") or a number')
     if isinstance(value, float) and not math.isfinite(value):
         raise Invalid("must be a finite number")
+    if isinstance(value, float) and len(Decimal(repr(value)).as_tuple().digits) > FLOAT_DIGITS:
+        # Beyond 15 digits the number the client wrote may not be the one received.
+        raise Invalid(f"send decimals of more than {FLOAT_DIGITS} digits as a string")
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation:
