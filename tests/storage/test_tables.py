@@ -161,9 +161,46 @@ async def test_type_changes_keep_data_or_are_refused(
     wrong = await client.post(f"{TABLES}/t/records", headers=admin, json={"contact": "nope"})
     assert wrong.status_code == 422
     to_date = await client.patch(f"{TABLES}/t/fields/n", headers=admin, json={"type": "date"})
-    assert to_date.status_code == 409 and "holds records" in to_date.json()["error"]["message"]
+    assert to_date.status_code == 409 and str(bad["id"]) in to_date.json()["error"]["message"]
     got = (await client.get(f"{TABLES}/t/records/{bad['id']}", headers=admin)).json()
     assert got == fix.json()
+
+
+async def test_values_are_converted_when_every_one_fits(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    await make(
+        client,
+        admin,
+        name="t",
+        fields=[
+            {"name": "n", "type": "integer", "indexed": True},
+            {"name": "code", "type": "text", "unique": True},
+            {"name": "owner", "type": "reference", "table": "t"},
+        ],
+    )
+    first = await add(client, admin, "t", n=7, code="0042")
+    second = await add(client, admin, "t", n=-3, code="17", owner=first["id"])
+    field = f"{TABLES}/t/fields"
+    widened = await client.patch(f"{field}/n", headers=admin, json={"type": "decimal", "scale": 2})
+    assert widened.status_code == 200, widened.text
+    assert widened.json()["fields"][0]["indexed"] is True
+    parsed = await client.patch(f"{field}/code", headers=admin, json={"type": "integer"})
+    assert parsed.status_code == 200, parsed.text
+    records = f"{TABLES}/t/records"
+    got = [
+        (await client.get(f"{records}/{r['id']}", headers=admin)).json() for r in (first, second)
+    ]
+    assert [(r["n"], r["code"]) for r in got] == [("7.00", 42), ("-3.00", 17)]
+    assert (await client.post(records, headers=admin, json={"code": 42})).status_code == 409
+    found = await client.get(records, headers=admin, params={"n[gte]": "0.5", "sort": "-n"})
+    assert [r["id"] for r in found.json()["items"]] == [first["id"]]
+    as_text = await client.patch(f"{field}/n", headers=admin, json={"type": "text"})
+    assert as_text.status_code == 200
+    again = (await client.get(f"{records}/{first['id']}", headers=admin)).json()
+    assert again["n"] == "7.00"
+    owner = await client.patch(f"{field}/owner", headers=admin, json={"type": "integer"})
+    assert owner.status_code == 409 and "holds records" in owner.json()["error"]["message"]
 
 
 async def test_any_type_change_works_on_an_empty_table(

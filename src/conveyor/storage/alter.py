@@ -15,17 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.db.tables import storage_fields
 from conveyor.exceptions import Conflict, ValidationError
-from conveyor.storage import schema, search
+from conveyor.storage import convert, schema, search
 from conveyor.storage.fields import LENGTH_BOUNDED, TEXTUAL, Field, FieldType, parse_field
 from conveyor.storage.model import TableDef
 from conveyor.storage.rules import field_accesses
 from conveyor.storage.tables import Tables, check_default, fail, problem
 from conveyor.storage.values import Invalid, coerce, to_json
 
-#: Options whose change alters the SQL column itself.
-_STORAGE = ("type", "precision", "scale", "table", "on_delete")
 _SAMPLE = 5
-_BATCH = 1000
 
 
 class Fields:
@@ -145,16 +142,16 @@ class Fields:
     async def _apply(
         self, conn: AsyncConnection, table: TableDef, changed: TableDef, old: Field, new: Field
     ) -> None:
-        storage_change = any(getattr(old, k) != getattr(new, k) for k in _STORAGE)
-        empty = storage_change and not await self.tables.count(conn, table)
-        if storage_change and not empty and not (old.type in TEXTUAL and new.type in TEXTUAL):
+        keep_column = convert.same_storage(old, new)
+        empty = not keep_column and not await self.tables.count(conn, table)
+        if not keep_column and not empty and convert.converter(old, new) is None:
             raise Conflict(
                 f"cannot change {old.name!r} from {_describe(old)} to {_describe(new)} while "
                 "the table holds records: add a new field, copy the values, then delete this one"
             )
         await self._check_values(conn, table, old, new)
         search_change = [f.name for f in table.searchable] != [f.name for f in changed.searchable]
-        moved = new.name != old.name or storage_change
+        moved = new.name != old.name or not keep_column
         reindex = search_change or (new.searchable and moved)
         if reindex:
             await search.uninstall(conn, table)
@@ -162,6 +159,8 @@ class Fields:
             await schema.drop_column(conn, table.sql_name, old)
             targets = await self.tables.targets(conn, changed, [new])
             await schema.add_column(conn, table.sql_name, new, targets.get(new.name))
+        elif not keep_column:
+            await convert.rewrite(conn, table, old, new)
         else:
             if new.name != old.name:
                 await schema.rename_column(conn, table.sql_name, old, new)
@@ -195,26 +194,18 @@ class Fields:
                     f"cannot make {new.name!r} unique: values {duplicates} appear more than once",
                     details=[problem(new.name, "duplicate values exist")],
                 )
+        to_new = convert.converter(old, new)
+        if to_new is None:
+            return  # only on an empty table (checked above)
         bad: list[int] = []
-        last = 0
-        while len(bad) < _SAMPLE:
-            # Batches in id order, without a server-side cursor: PostgreSQL refuses to
-            # ALTER a table while a cursor over it is open in the same session.
-            query = (
-                sa.select(table.sql.c.id, column)
-                .where(column.is_not(None), table.sql.c.id > last)
-                .order_by(table.sql.c.id)
-                .limit(_BATCH)
-            )
-            rows = (await conn.execute(query)).all()
+        async for rows in convert.stored(conn, table, old):
             for record_id, value in rows:
                 try:
-                    coerce(new, to_json(old, value))
+                    to_new(value)
                 except Invalid:
                     bad.append(record_id)
-            if len(rows) < _BATCH:
+            if len(bad) >= _SAMPLE:
                 break
-            last = rows[-1][0]
         if bad:
             raise _blocked(new, "hold values the changed field would refuse", bad[:_SAMPLE])
 
