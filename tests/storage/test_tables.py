@@ -341,3 +341,19 @@ async def test_each_type_stores_exactly_and_refuses_bad_values(
         response = await client.post(f"{TABLES}/t/records", headers=admin, json={"v": bad})
         assert response.status_code == 422, response.text
         assert response.json()["error"]["details"][0]["field"] == "v"
+
+
+async def test_reference_fields_change_only_where_the_database_can(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    await make(
+        client, admin, name="t", fields=[{"name": "parent", "type": "reference", "table": "t"}]
+    )
+    field = f"{TABLES}/t/fields/parent"
+    retyped = await client.patch(field, headers=admin, json={"type": "integer"})
+    deleted = await client.delete(field, headers=admin)
+    if platform.db.dialect == "sqlite":
+        assert retyped.status_code == deleted.status_code == 409
+        assert "SQLite" in deleted.json()["error"]["message"]
+    else:
+        assert retyped.status_code == 200 and deleted.status_code == 200

@@ -105,11 +105,7 @@ class Fields:
                     f"rules {', '.join(users)} use field {field_name!r}; "
                     "delete or change them first"
                 )
-            if field.type is FieldType.REFERENCE and self.db.dialect == "sqlite":
-                raise Conflict(
-                    "SQLite cannot drop a column that holds a foreign key; on SQLite a reference "
-                    "field stays until its table is deleted"
-                )
+            self._check_droppable(field)
             held = await _count_values(conn, table, field)
             if held and not force:
                 raise Conflict(
@@ -128,6 +124,13 @@ class Fields:
                 )
             )
             return await self.tables.bump(conn, table)
+
+    def _check_droppable(self, field: Field) -> None:
+        if field.type is FieldType.REFERENCE and self.db.dialect == "sqlite":
+            raise Conflict(
+                "SQLite cannot drop a column that holds a foreign key; on SQLite a reference "
+                "field stays (as it is) until its table is deleted"
+            )
 
     def _check_rename(self, table: TableDef, old: Field, new: Field) -> None:
         if new.name in table.field_map:
@@ -156,6 +159,7 @@ class Fields:
         if reindex:
             await search.uninstall(conn, table)
         if empty:
+            self._check_droppable(old)
             await schema.drop_column(conn, table.sql_name, old)
             targets = await self.tables.targets(conn, changed, [new])
             await schema.add_column(conn, table.sql_name, new, targets.get(new.name))
