@@ -8,7 +8,7 @@ hook writes (an outbox row, say) commits or rolls back together with the record.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -48,6 +48,8 @@ def serialize(table: TableDef, row: Mapping[str, Any] | sa.RowMapping) -> Record
 
 
 class Records:
+    """Record reads and writes for every table; `hooks` run inside each write."""
+
     def __init__(self, db: Database, catalog: Catalog) -> None:
         self.db = db
         self.catalog = catalog
@@ -217,7 +219,7 @@ class Records:
             return previous
 
     async def query(
-        self, table_name: str, params: Any
+        self, table_name: str, params: Iterable[tuple[str, str]]
     ) -> tuple[list[Record], str | None, int | None]:
         """A page of records for the query-string pairs `params`."""
         async with self.db.read() as conn:
