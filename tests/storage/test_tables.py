@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -357,3 +358,30 @@ async def test_reference_fields_change_only_where_the_database_can(
         assert "SQLite" in deleted.json()["error"]["message"]
     else:
         assert retyped.status_code == 200 and deleted.status_code == 200
+
+
+async def test_records_written_during_definition_changes_all_land(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    await make(client, admin, name="t", fields=[{"name": "a", "type": "text", "searchable": True}])
+    await add(client, admin, "t", a="warm")  # cache the definition
+
+    async def writes() -> list[int]:
+        return [
+            (
+                await client.post(f"{TABLES}/t/records", headers=admin, json={"a": f"w{i}"})
+            ).status_code
+            for i in range(15)
+        ]
+
+    async def changes() -> None:
+        fields = platform.storage.fields
+        await fields.add("t", {"name": "b", "type": "integer", "indexed": True})
+        await fields.update("t", "a", {"name": "c"})
+        await fields.delete("t", "b", force=True)
+
+    statuses, _ = await asyncio.gather(writes(), changes())
+    # A write that raced a rename of its field is refused cleanly; none is lost or a 500.
+    assert set(statuses) <= {201, 422}
+    listed = await client.get(f"{TABLES}/t/records", headers=admin, params={"count": "true"})
+    assert listed.json()["total"] == 1 + statuses.count(201)

@@ -85,7 +85,11 @@ class Records:
     async def create(
         self, table_name: str, data: object, *, conn: AsyncConnection | None = None
     ) -> Record:
-        cached = self.catalog.cached(table_name) if conn is None else None
+        # SQLite only: there one write lock orders everything. On PostgreSQL the INSERT
+        # would lock the table before the catalogue row, the reverse of a definition
+        # change, and the two could deadlock.
+        fast = conn is None and self.db.dialect == "sqlite"
+        cached = self.catalog.cached(table_name) if fast else None
         checked, problems = check(cached, data) if cached else (None, [])
         if cached and checked and not problems and not references(cached, checked.values):
             try:
@@ -112,7 +116,7 @@ class Records:
         self, conn: AsyncConnection, table: TableDef, checked: Checked
     ) -> Record | None:
         """Create with a cached definition, in one statement that also checks it is still
-        current (and share-locks it on PostgreSQL); None when it is not.
+        current; None when it is not.
 
         The hot path saves the catalogue round trip this way:
         INSERT ... SELECT <values> WHERE EXISTS (the table at the cached version).
@@ -121,8 +125,6 @@ class Records:
         current = sa.select(storage_tables.c.id).where(
             storage_tables.c.id == table.id, storage_tables.c.version == table.version
         )
-        if table.dialect == "postgresql":
-            current = current.with_for_update(read=True)
         source = sa.select(
             *(sa.literal(value, table.sql.c[name].type) for name, value in values.items())
         ).where(current.exists())
