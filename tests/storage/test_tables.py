@@ -380,7 +380,12 @@ async def test_records_written_during_definition_changes_all_land(
         await fields.update("t", "a", {"name": "c"})
         await fields.delete("t", "b", force=True)
 
-    statuses, _ = await asyncio.gather(writes(), changes())
+    async def reads() -> list[int]:
+        url = f"{TABLES}/t/records"
+        return [(await client.get(url, headers=admin)).status_code for _ in range(15)]
+
+    statuses, read_statuses, _ = await asyncio.gather(writes(), reads(), changes())
+    assert set(read_statuses) == {200}
     # A write that raced a rename of its field is refused cleanly; none is lost or a 500.
     assert set(statuses) <= {201, 422}
     listed = await client.get(f"{TABLES}/t/records", headers=admin, params={"count": "true"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -23,12 +23,13 @@ from conveyor.exceptions import PayloadTooLarge, RecordNotFound, ValidationError
 from conveyor.storage import integrity, pages
 from conveyor.storage.catalog import Catalog
 from conveyor.storage.model import TableDef
-from conveyor.storage.query import Query, parse
+from conveyor.storage.query import parse
 from conveyor.storage.schema import SEARCH_COLUMN
 from conveyor.storage.validate import Checked, check, check_or_raise, invalid, references
 from conveyor.storage.values import to_json
 
 MAX_BULK = 1000
+T = TypeVar("T")
 Event = Literal["create", "update", "delete"]
 Record = dict[str, Any]
 #: Called as hook(conn, table, event, record, previous) inside the write transaction:
@@ -178,9 +179,10 @@ class Records:
             return records
 
     async def get(self, table_name: str, record_id: int) -> Record:
-        async with self.db.read() as conn:
-            table = await self.catalog.get(conn, table_name)
+        async def read(conn: AsyncConnection, table: TableDef) -> Record:
             return serialize(table, await self._row(conn, table, record_id))
+
+        return await self._read(table_name, read)
 
     async def update(
         self,
@@ -224,11 +226,32 @@ class Records:
         self, table_name: str, params: Iterable[tuple[str, str]]
     ) -> tuple[list[Record], str | None, int | None]:
         """A page of records for the query-string pairs `params`."""
+        pairs = list(params)
+
+        async def read(
+            conn: AsyncConnection, table: TableDef
+        ) -> tuple[list[Record], str | None, int | None]:
+            page = await pages.fetch(conn, table, parse(table, pairs))
+            return [serialize(table, row) for row in page.rows], page.next_cursor, page.total
+
+        return await self._read(table_name, read)
+
+    async def _read(
+        self, table_name: str, read: Callable[[AsyncConnection, TableDef], Awaitable[T]]
+    ) -> T:
+        """`read(conn, table)` in a read transaction, once more if the table changed under it.
+
+        Readers take no lock on the catalogue: a definition change that commits between
+        reading the definition and reading the rows makes the query name a column that
+        is gone; the second attempt reads the new definition.
+        """
+        try:
+            async with self.db.read() as conn:
+                return await read(conn, await self.catalog.get(conn, table_name))
+        except (ProgrammingError, OperationalError):
+            pass
         async with self.db.read() as conn:
-            table = await self.catalog.get(conn, table_name)
-            query: Query = parse(table, params)
-            page = await pages.fetch(conn, table, query)
-        return [serialize(table, row) for row in page.rows], page.next_cursor, page.total
+            return await read(conn, await self.catalog.get(conn, table_name))
 
     async def _row(
         self, conn: AsyncConnection, table: TableDef, record_id: int, *, lock: bool = False
