@@ -4,6 +4,7 @@
 ConveyorError(Exception)
 ├── ConfigurationError(ConveyorError, ValueError)
 ├── BadRequest(ConveyorError, ValueError)           malformed input, 400
+│   ├── InvalidJson
 │   ├── PayloadTooLarge                              413
 │   └── UnsupportedMediaType                         415
 ├── Unauthenticated(ConveyorError)                   401
@@ -11,9 +12,13 @@ ConveyorError(Exception)
 ├── NotFound(ConveyorError, LookupError)             404
 │   ├── QueueNotFound
 │   ├── KeyNotFound
+│   ├── TableNotFound
+│   ├── FieldNotFound
+│   ├── RuleNotFound
 │   └── RecordNotFound
 ├── ValidationError(ConveyorError, ValueError)       422, .details lists every problem
 ├── Conflict(ConveyorError)                          409
+│   └── UniqueViolation                              .details names the field
 ├── BackendError(ConveyorError)                      503, the driver error kept in __cause__
 │   ├── ConnectionFailed
 │   └── PublishFailed
@@ -53,6 +58,12 @@ class BadRequest(ConveyorError, ValueError):
     """The request is malformed."""
 
     code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    """The request body is not valid JSON."""
+
+    code = "invalid_json"
 
 
 class PayloadTooLarge(BadRequest):
@@ -97,6 +108,24 @@ class KeyNotFound(NotFound):
     code = "key_not_found"
 
 
+class TableNotFound(NotFound):
+    """Table not found."""
+
+    code = "table_not_found"
+
+
+class FieldNotFound(NotFound):
+    """Field not found."""
+
+    code = "field_not_found"
+
+
+class RuleNotFound(NotFound):
+    """Validation rule not found."""
+
+    code = "rule_not_found"
+
+
 class RecordNotFound(NotFound):
     """Record not found."""
 
@@ -113,6 +142,12 @@ class Conflict(ConveyorError):
     """The request conflicts with the current state."""
 
     code = "conflict"
+
+
+class UniqueViolation(Conflict):
+    """A record with this value already exists."""
+
+    code = "unique_violation"
 
 
 class BackendError(ConveyorError):

@@ -22,6 +22,7 @@ from conveyor.queues.idempotency import IdempotencyStore
 from conveyor.queues.pool import BackendPool
 from conveyor.queues.publisher import Publisher
 from conveyor.queues.registry import QueueRegistry
+from conveyor.storage import Storage
 from conveyor.users import UserStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class Platform:
             relay=self.relay,
             sync_timeout_s=settings.link_sync_timeout_s,
         )
+        self.storage = Storage(self.db)
+        self.storage.records.hooks.append(self.link_hook)
         self._tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None
 

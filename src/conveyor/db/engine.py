@@ -7,6 +7,7 @@ another process wrote in between, and SQLite never retries that.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -69,6 +70,22 @@ def async_url(url: str) -> URL:
     return parsed.set(drivername=_ASYNC_DRIVER[dialect], query=query)
 
 
+def _enable_wal(cursor: Any, attempts: int = 40) -> None:
+    """WAL is a property of the file, set once; switching needs an exclusive lock that
+    SQLite does not wait for, so processes opening a new file together retry."""
+    for attempt in range(attempts):
+        cursor.execute("PRAGMA journal_mode")
+        if cursor.fetchone()[0] == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, however it is wrapped
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.025)
+
+
 class Database:
     """An async engine plus the two kinds of transaction Conveyor uses."""
 
@@ -112,7 +129,7 @@ class Database:
             connect_args={"timeout": busy_timeout_ms / 1000},
         )
         pragmas = (
-            "PRAGMA journal_mode=WAL",
+            f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
             f"PRAGMA synchronous={synchronous}",
             f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
             "PRAGMA foreign_keys=ON",
@@ -125,6 +142,7 @@ class Database:
             cursor = dbapi_connection.cursor()
             for pragma in pragmas:
                 cursor.execute(pragma)
+            _enable_wal(cursor)
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -194,3 +194,50 @@ login_failures = Table(
     Column("last_failure_at", UTCDateTime, nullable=False),
     Column("locked_until", UTCDateTime, nullable=True),
 )
+
+#: ZStorage tables. Each row describes a real SQL table (`sql_name`) created at run time;
+#: `version` goes up on every change so that each process can tell its cached copy is stale.
+storage_tables = Table(
+    "conveyor_storage_tables",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("sql_name", String(63), nullable=False, unique=True),
+    Column("label", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+storage_fields = Table(
+    "conveyor_storage_fields",
+    metadata,
+    Column(
+        "table_id",
+        String(32),
+        ForeignKey("conveyor_storage_tables.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(63), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("label", String(200), nullable=False),
+    #: required, unique, default, min, max, pattern, choices, indexed, searchable, ...
+    Column("options", JSON, nullable=False),
+)
+
+storage_rules = Table(
+    "conveyor_storage_rules",
+    metadata,
+    Column(
+        "table_id",
+        String(32),
+        ForeignKey("conveyor_storage_tables.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(63), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("expression", Text, nullable=False),
+    Column("message", Text, nullable=False),
+)

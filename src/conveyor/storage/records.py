@@ -1,0 +1,306 @@
+"""Records: create, read, update, delete and query, with hooks inside the write transaction.
+
+Each write method takes an optional connection. Without one it opens its own write
+transaction; with one it joins the caller's. Either way every hook in `hooks` runs
+inside that same transaction, after the write and before the commit, so that what a
+hook writes (an outbox row, say) commits or rolls back together with the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.db import Database
+from conveyor.db.tables import storage_tables
+from conveyor.db.types import utcnow
+from conveyor.exceptions import PayloadTooLarge, RecordNotFound, ValidationError
+from conveyor.storage import integrity, pages
+from conveyor.storage.catalog import Catalog
+from conveyor.storage.model import TableDef
+from conveyor.storage.query import parse
+from conveyor.storage.schema import SEARCH_COLUMN
+from conveyor.storage.validate import Checked, check, check_or_raise, invalid, references
+from conveyor.storage.values import to_json
+
+MAX_BULK = 1000
+T = TypeVar("T")
+Event = Literal["create", "update", "delete"]
+Record = dict[str, Any]
+#: Called as hook(conn, table, event, record, previous) inside the write transaction:
+#: create → (new, None), update → (new, old), delete → (None, old). Records are JSON-ready.
+WriteHook = Callable[
+    [AsyncConnection, TableDef, Event, Record | None, Record | None], Awaitable[None]
+]
+
+
+def serialize(table: TableDef, row: Mapping[str, Any] | sa.RowMapping) -> Record:
+    """A stored row as the API returns it: system fields first, JSON-ready values."""
+    return {
+        name: to_json(field, row.get(name))
+        for name, field in table.queryable.items()
+        if name != SEARCH_COLUMN
+    }
+
+
+class Records:
+    """Record reads and writes for every table; `hooks` run inside each write."""
+
+    def __init__(self, db: Database, catalog: Catalog) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.hooks: list[WriteHook] = []
+
+    @asynccontextmanager
+    async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        if conn is not None:
+            yield conn
+            return
+        async with self.db.write() as own:
+            yield own
+
+    @asynccontextmanager
+    async def _writing(
+        self, table_name: str, conn: AsyncConnection | None
+    ) -> AsyncIterator[tuple[AsyncConnection, TableDef]]:
+        async with self._transaction(conn) as conn:
+            yield conn, await self.catalog.get(conn, table_name, lock="share")
+
+    async def on_write(
+        self,
+        conn: AsyncConnection,
+        table: TableDef,
+        event: Event,
+        record: Record | None,
+        previous: Record | None,
+    ) -> None:
+        """Run the hooks; override or append to `hooks` to act in the write transaction."""
+        for hook in self.hooks:
+            await hook(conn, table, event, record, previous)
+
+    async def create(
+        self, table_name: str, data: object, *, conn: AsyncConnection | None = None
+    ) -> Record:
+        # SQLite only: there one write lock orders everything. On PostgreSQL the INSERT
+        # would lock the table before the catalogue row, the reverse of a definition
+        # change, and the two could deadlock.
+        fast = conn is None and self.db.dialect == "sqlite"
+        cached = self.catalog.cached(table_name) if fast else None
+        checked, problems = check(cached, data) if cached else (None, [])
+        if cached and checked and not problems and not references(cached, checked.values):
+            try:
+                async with self.db.write() as own:
+                    record = await self._create_if_current(own, cached, checked)
+                    if record is not None:
+                        return record
+            except (ProgrammingError, OperationalError):
+                # The cached definition names a column or table that is gone (another
+                # process changed it); the long way below reloads it.
+                pass
+        async with self._writing(table_name, conn) as (conn, table):
+            checked = check_or_raise(table, data)
+            await self._check_references(conn, table, [(None, checked)])
+            statement = sa.insert(table.sql).values(_stamped(checked.values))
+            with integrity.translated(table):
+                result = await conn.execute(statement.returning(*_columns(table)))
+                row = result.mappings().one()
+            record = serialize(table, row)
+            await self.on_write(conn, table, "create", record, None)
+            return record
+
+    async def _create_if_current(
+        self, conn: AsyncConnection, table: TableDef, checked: Checked
+    ) -> Record | None:
+        """Create with a cached definition, in one statement that also checks it is still
+        current; None when it is not.
+
+        The hot path saves the catalogue round trip this way:
+        INSERT ... SELECT <values> WHERE EXISTS (the table at the cached version).
+        """
+        values = _stamped(checked.values)
+        current = sa.select(storage_tables.c.id).where(
+            storage_tables.c.id == table.id, storage_tables.c.version == table.version
+        )
+        source = sa.select(
+            *(sa.literal(value, table.sql.c[name].type) for name, value in values.items())
+        ).where(current.exists())
+        statement = sa.insert(table.sql).from_select(list(values), source)
+        with integrity.translated(table):
+            result = await conn.execute(statement.returning(*_columns(table)))
+            row = result.mappings().first()
+        if row is None:
+            return None
+        record = serialize(table, row)
+        await self.on_write(conn, table, "create", record, None)
+        return record
+
+    async def create_many(
+        self, table_name: str, items: object, *, conn: AsyncConnection | None = None
+    ) -> list[Record]:
+        """All of `items`, or none: problems are reported with each item's index."""
+        if not isinstance(items, list) or not items:
+            raise ValidationError(
+                "give a non-empty list of records",
+                details=[{"field": "records", "rule": None, "message": "must be a non-empty list"}],
+            )
+        if len(items) > MAX_BULK:
+            raise PayloadTooLarge(f"at most {MAX_BULK} records per bulk request")
+        async with self._writing(table_name, conn) as (conn, table):
+            checked: list[tuple[int | None, Checked]] = []
+            problems = []
+            for index, item in enumerate(items):
+                one, found = check(table, item)
+                problems += [p | {"index": index} for p in found]
+                if one is not None:
+                    checked.append((index, one))
+            if problems:
+                raise invalid(problems)
+            await self._check_references(conn, table, checked)
+            await integrity.check_unique(conn, table, checked)
+            now = utcnow()
+            rows = [
+                {f.name: c.values.get(f.name) for f in table.fields}
+                | {"created_at": now, "updated_at": now}
+                for _, c in checked
+            ]
+            statement = sa.insert(table.sql).returning(
+                *_columns(table), sort_by_parameter_order=True
+            )
+            with integrity.translated(table):
+                stored = (await conn.execute(statement, rows)).mappings().all()
+            records = [serialize(table, row) for row in stored]
+            for record in records:
+                await self.on_write(conn, table, "create", record, None)
+            return records
+
+    async def get(self, table_name: str, record_id: int) -> Record:
+        async def read(conn: AsyncConnection, table: TableDef) -> Record:
+            return serialize(table, await self._row(conn, table, record_id))
+
+        return await self._read(table_name, read)
+
+    async def update(
+        self,
+        table_name: str,
+        record_id: int,
+        data: object,
+        *,
+        conn: AsyncConnection | None = None,
+    ) -> Record:
+        async with self._writing(table_name, conn) as (conn, table):
+            old = await self._row(conn, table, record_id, lock=True)
+            checked = check_or_raise(table, data, old)
+            await self._check_references(conn, table, [(None, checked)])
+            previous = serialize(table, old)
+            if not checked.values:
+                return previous
+            values = checked.values | {"updated_at": utcnow()}
+            statement = (
+                sa.update(table.sql)
+                .where(table.sql.c.id == record_id)
+                .values(values)
+                .returning(*_columns(table))
+            )
+            with integrity.translated(table):
+                row = (await conn.execute(statement)).mappings().one()
+            record = serialize(table, row)
+            await self.on_write(conn, table, "update", record, previous)
+            return record
+
+    async def delete(
+        self, table_name: str, record_id: int, *, conn: AsyncConnection | None = None
+    ) -> Record:
+        async with self._writing(table_name, conn) as (conn, table):
+            previous = serialize(table, await self._row(conn, table, record_id, lock=True))
+            with integrity.translated(table):
+                await conn.execute(sa.delete(table.sql).where(table.sql.c.id == record_id))
+            await self.on_write(conn, table, "delete", None, previous)
+            return previous
+
+    async def query(
+        self, table_name: str, params: Iterable[tuple[str, str]]
+    ) -> tuple[list[Record], str | None, int | None]:
+        """A page of records for the query-string pairs `params`."""
+        pairs = list(params)
+
+        async def read(
+            conn: AsyncConnection, table: TableDef
+        ) -> tuple[list[Record], str | None, int | None]:
+            page = await pages.fetch(conn, table, parse(table, pairs))
+            return [serialize(table, row) for row in page.rows], page.next_cursor, page.total
+
+        return await self._read(table_name, read)
+
+    async def _read(
+        self, table_name: str, read: Callable[[AsyncConnection, TableDef], Awaitable[T]]
+    ) -> T:
+        """`read(conn, table)` in a read transaction, once more if the table changed under it.
+
+        Readers take no lock on the catalogue: a definition change that commits between
+        reading the definition and reading the rows makes the query name a column that
+        is gone; the second attempt reads the new definition.
+        """
+        try:
+            async with self.db.read() as conn:
+                return await read(conn, await self.catalog.get(conn, table_name))
+        except (ProgrammingError, OperationalError):
+            pass
+        async with self.db.read() as conn:
+            return await read(conn, await self.catalog.get(conn, table_name))
+
+    async def _row(
+        self, conn: AsyncConnection, table: TableDef, record_id: int, *, lock: bool = False
+    ) -> dict[str, Any]:
+        statement = sa.select(*_columns(table)).where(table.sql.c.id == record_id)
+        if lock and table.dialect == "postgresql":
+            statement = statement.with_for_update()
+        row = (await conn.execute(statement)).mappings().first()
+        if row is None:
+            raise RecordNotFound(f"table {table.name!r} has no record {record_id}")
+        return dict(row)
+
+    async def _check_references(
+        self, conn: AsyncConnection, table: TableDef, checked: list[tuple[int | None, Checked]]
+    ) -> None:
+        """422 for each reference to a record that does not exist (named by field and index)."""
+        wanted: dict[str, set[int]] = {}
+        for _, one in checked:
+            for name, value in references(table, one.values).items():
+                wanted.setdefault(name, set()).add(value)
+        problems = []
+        for name, ids in wanted.items():
+            target_name = table.field_map[name].table
+            assert target_name is not None
+            target = (
+                table if target_name == table.name else await self.catalog.get(conn, target_name)
+            )
+            found = set(
+                (
+                    await conn.execute(sa.select(target.sql.c.id).where(target.sql.c.id.in_(ids)))
+                ).scalars()
+            )
+            for index, one in checked:
+                wanted_id = one.values.get(name)
+                if wanted_id is not None and wanted_id not in found:
+                    problem = {
+                        "field": name,
+                        "rule": "reference",
+                        "message": f"no record {wanted_id} in table {target_name!r}",
+                    }
+                    problems.append(problem if index is None else problem | {"index": index})
+        if problems:
+            raise invalid(problems)
+
+
+def _stamped(values: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    return values | {"created_at": now, "updated_at": now}
+
+
+def _columns(table: TableDef) -> list[sa.Column[Any]]:
+    return [c for c in table.sql.c if c.name != SEARCH_COLUMN]
