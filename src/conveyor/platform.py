@@ -18,6 +18,7 @@ from conveyor.queues.pool import BackendPool
 from conveyor.queues.publisher import Publisher
 from conveyor.queues.registry import QueueRegistry
 from conveyor.users import UserStore
+from conveyor.worker.heartbeat import WorkerDirectory
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Platform:
         self.backends = BackendPool(self.queues, self.embedded)
         self.idempotency = IdempotencyStore(self.db)
         self.publisher = Publisher(self.backends, self.idempotency)
+        self.workers = WorkerDirectory(self.db)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def migrate(self) -> MigrationResult:

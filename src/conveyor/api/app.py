@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from conveyor import __version__
 from conveyor.api import errors
 from conveyor.api.middleware import AccessLog, RejectKeysInQuery
-from conveyor.api.routes import health, keys, publish, queues
+from conveyor.api.routes import health, keys, publish, queues, workers
 from conveyor.config import Settings
 from conveyor.platform import Platform
 
@@ -38,6 +38,7 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(queues.router)
     app.include_router(publish.router)
+    app.include_router(workers.router)
     app.add_middleware(RejectKeysInQuery)
     app.add_middleware(AccessLog)
     return app
