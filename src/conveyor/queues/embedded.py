@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, func, insert, select, update
+from sqlalchemy import Row, and_, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor.db import Database
@@ -46,10 +46,13 @@ class EmbeddedStore:
         self.clock = clock
         writers = 1 if db.dialect == "sqlite" else 4
         self._inserts: GroupCommit[dict[str, Any], int] = GroupCommit(self._insert, writers=writers)
+        # Acks are the other per-message write: concurrent ones share a commit too.
+        self._acks: GroupCommit[tuple[int, str], bool] = GroupCommit(self._ack, writers=writers)
         self._published: dict[str, asyncio.Event] = {}
 
     async def close(self) -> None:
         await self._inserts.close()
+        await self._acks.close()
 
     def backend(self, queue: Queue) -> EmbeddedBackend:
         return EmbeddedBackend(queue, self)
@@ -68,6 +71,18 @@ class EmbeddedStore:
             return await self._inserts.submit(rows)
         except SQLAlchemyError as exc:
             raise BackendError(f"the embedded queue could not store the message: {exc}") from exc
+
+    async def _ack(self, receipts: Sequence[tuple[int, str]]) -> list[bool]:
+        leased = tuple_(messages.c.id, messages.c.lease_id).in_(list(receipts))
+        async with self.db.write() as conn:
+            result = await conn.execute(delete(messages).where(leased).returning(messages.c.id))
+            deleted = set(result.scalars())
+        return [row_id in deleted for row_id, _ in receipts]
+
+    async def ack(self, receipt: tuple[int, str]) -> bool:
+        """Delete a leased message, in a transaction shared with concurrent acks."""
+        (deleted,) = await self._acks.submit([receipt])
+        return deleted
 
     def event(self, queue_id: str) -> asyncio.Event:
         """Set when this process commits a message to the queue: wakes its receivers."""
@@ -199,7 +214,8 @@ class EmbeddedBackend:
             return bool((await conn.execute(statement)).rowcount)
 
     async def ack(self, delivery: Delivery) -> bool:
-        return await self._settle(delete(messages).where(self._leased(delivery)))
+        row_id, lease = delivery.receipt
+        return await self._store.ack((row_id, lease))
 
     async def retry(self, delivery: Delivery, *, delay_s: float, error: str | None) -> bool:
         visible_at = self._store.clock() + int(max(delay_s, 0) * 1000)

@@ -98,8 +98,12 @@ class Worker:
         self._stopping = asyncio.Event()
         self._room = asyncio.Event()
         self._buffer: deque[Held] = deque()
+        #: One task per message from start to settled; `_active` of them run a handler.
         self._running: dict[asyncio.Task[None], Held] = {}
+        self._active = 0
         self._reserved = 0
+        #: Claim at least this many at a time while others are still buffered.
+        self._batch = max(1, min(prefetch, self.options.concurrency))
         self._backends: list[QueueBackend] = []
         self._keeper = LeaseKeeper.for_queues(self.queues)
         self._log = StructuredLog(log, {"worker": self.id})
@@ -220,10 +224,15 @@ class Worker:
         return None
 
     async def _reserve(self, cap: int | None) -> int:
-        """Room for this many more messages (0 once stopping), waiting for some."""
+        """Room for this many more messages (0 once stopping), waiting for some.
+
+        Claims wait until a batch fits, unless handlers would otherwise starve: one
+        claim (one commit) per message would cap the drain rate of the embedded queue.
+        """
         while not self._stopping.is_set():
             room = self._limit - len(self._buffer) - len(self._running) - self._reserved
-            if room > 0:
+            starving = not self._buffer and self._active < self.options.concurrency
+            if room >= self._batch or (room > 0 and starving):
                 want = room if cap is None else min(room, cap)
                 self._reserved += want
                 return want
@@ -241,7 +250,7 @@ class Worker:
     def _pump(self) -> None:
         while (
             self._buffer
-            and len(self._running) < self.options.concurrency
+            and self._active < self.options.concurrency
             and not self._stopping.is_set()
         ):
             held = self._buffer.popleft()
@@ -249,10 +258,11 @@ class Worker:
                 self._keeper.drop(held)
                 self.counters.lease_lost += 1
                 continue
+            self._active += 1
             task = asyncio.create_task(self._process(held))
             self._running[task] = held
             task.add_done_callback(self._finished)
-        self.counters.in_flight = len(self._running)
+        self.counters.in_flight = self._active
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         held = self._running.pop(task)
@@ -270,6 +280,12 @@ class Worker:
             name, verdict = await self._dispatcher.verdict(held)
         except Exception as exc:  # a bug of ours: never lose the message over it
             name, verdict = None, Verdict(Action.RETRY, 1.0, _error(exc), True, exc)
+        finally:
+            # The handler is done: its slot goes to the next message while this one
+            # settles (it still counts as held until then).
+            self._active -= 1
+            self._room.set()
+            self._pump()
         verdict = verdict.bounded(delivery.attempt, held.queue.options.max_attempts)
         if verdict.action is Action.ABANDON:
             self.abandoned_threads += 1
