@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ async def _conveyor_drain(url: str, schema: str | None, kind: str, n: int, workd
         )
         began = time.perf_counter()
         task = asyncio.create_task(worker.run())
-        while worker.counters.acked < n:
+        while worker.counters.acked < n:  # noqa: ASYNC110 - polled, not awaited
             await asyncio.sleep(0.002)
         elapsed = time.perf_counter() - began
         worker.stop()

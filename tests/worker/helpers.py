@@ -139,5 +139,5 @@ class Recorder:
     def of(self, key: Any) -> list[Execution]:
         return sorted((e for e in self.executions if e.key == key), key=lambda e: e.start)
 
-    def keys(self) -> list[Any]:
+    def handled(self) -> list[Any]:
         return [e.key for e in self.executions]

@@ -249,9 +249,7 @@ class Worker:
 
     def _pump(self) -> None:
         while (
-            self._buffer
-            and self._active < self.options.concurrency
-            and not self._stopping.is_set()
+            self._buffer and self._active < self.options.concurrency and not self._stopping.is_set()
         ):
             held = self._buffer.popleft()
             if held.lost:
