@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,6 +26,8 @@ from conveyor.worker.leases import Held
 from conveyor.worker.logs import StructuredLog
 from conveyor.worker.outcome import Action, Verdict, clip
 
+#: The logger behind `context.log`, apart from the worker's own lines.
+HANDLER_LOG = logging.getLogger("conveyor.handlers")
 #: How long a cancelled async handler gets to unwind before the worker moves on.
 CANCEL_GRACE_S = 5.0
 
@@ -97,7 +100,10 @@ class Dispatcher:
             published_at=delivery.published_at,
             handler=spec.name,
         )
-        log = self.log.bind(handler=spec.name, message_id=delivery.id, attempt=delivery.attempt)
+        log = StructuredLog(
+            HANDLER_LOG,
+            {**self.log.bound, "handler": spec.name, "message_id": delivery.id},
+        ).bind(attempt=delivery.attempt)
         context = Context(message, runtime, self.batteries, log)
         return spec.name, await self._run(spec, context, held)
 
