@@ -169,18 +169,21 @@ class EmbeddedBackend:
             .returning(messages)
         )
         async with self._db.write() as conn:
-            await self._bury_crash_loops(conn, now)
+            await self._bury_crash_loops(conn, candidates)
             rows = (await conn.execute(claim)).all()
         return [self._delivery(row) for row in sorted(rows, key=lambda r: (r.published_at, r.id))]
 
-    async def _bury_crash_loops(self, conn: Any, now: int) -> None:
-        """Messages whose every attempt ended in an expired lease go to the dead letters."""
+    async def _bury_crash_loops(self, conn: Any, candidates: Any) -> None:
+        """Of the messages about to be claimed, those whose every attempt ended in an
+        expired lease go to the dead letters (looking only at the candidates keeps each
+        claim's cost independent of the backlog)."""
         where = and_(
-            self._visible(now),
+            messages.c.id.in_(candidates.scalar_subquery()),
             messages.c.lease_id.is_not(None),
             messages.c.attempt >= self.queue.options.max_attempts,
         )
         if self.queue.options.dead_letter:
+            now = self._store.clock()
             await conn.execute(
                 update(messages)
                 .where(where)
