@@ -49,11 +49,15 @@ async def test_the_worker_rides_out_a_backend_outage(
         await platform.publisher.publish_object(queue, {"handler": "n", "n": i})
     real_connect = platform.backends.connect
     refusals = [ConnectionFailed("could not connect"), ConnectionFailed("could not connect")]
+    opened: list[Outage] = []
 
     async def connect(target: Queue) -> QueueBackend:
         if refusals:
             raise refusals.pop()
-        return Outage(await real_connect(target), receives=2, acks=2)  # type: ignore[return-value]
+        first = not opened
+        backend = Outage(await real_connect(target), receives=3 if first else 0, acks=2)
+        opened.append(backend)
+        return backend  # type: ignore[return-value]
 
     monkeypatch.setattr(platform.backends, "connect", connect)
     handled: list[int] = []
@@ -66,3 +70,5 @@ async def test_the_worker_rides_out_a_backend_outage(
         await eventually(lambda: drained(platform, queue), timeout_s=30, what="all acked")
     assert sorted(handled) == [0, 1, 2, 3, 4]
     assert worker.counters.acked == 5 and refusals == []
+    # three failed receives in a row: the worker opened a fresh backend
+    assert len(opened) == 2

@@ -47,6 +47,8 @@ log = logging.getLogger("conveyor.worker")
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 #: Longest pause between two attempts to reach a backend that fails.
 MAX_RECONNECT_PAUSE_S = 10.0
+#: Consecutive failed receives after which the worker opens a fresh backend.
+RECONNECT_AFTER_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,8 @@ class Worker:
                 failures += 1
                 self._log.warning("receive failed", queue=queue.name, error=_error(exc))
                 await self._pause(min(MAX_RECONNECT_PAUSE_S, 0.2 * 2**failures))
+                if failures % RECONNECT_AFTER_FAILURES == 0:
+                    backend = await self._reconnect(queue, backend)
                 continue
             finally:
                 self._reserved -= want
@@ -222,6 +226,14 @@ class Worker:
             self._backends.append(backend)
             return backend
         return None
+
+    async def _reconnect(self, queue: Queue, old: QueueBackend) -> QueueBackend | None:
+        """A fresh backend; the old one is closed unless messages it holds still run."""
+        if not any(h.backend is old for h in (*self._buffer, *self._running.values())):
+            self._backends.remove(old)
+            with contextlib.suppress(Exception):
+                await old.close()
+        return await self._connect(queue)
 
     async def _reserve(self, cap: int | None) -> int:
         """Room for this many more messages (0 once stopping), waiting for some.
