@@ -41,7 +41,7 @@ def worker(
     ] = 10,
     prefetch: Annotated[
         int | None,
-        typer.Option(min=0, help="Messages held ready beyond --concurrency [default: half]."),
+        typer.Option(min=0, help="Messages held beyond the running ones [default: --concurrency]."),
     ] = None,
     shutdown_timeout_s: Annotated[
         float,

@@ -1,8 +1,9 @@
 """The worker: fetch messages, run their handlers up to `concurrency` at once, settle them.
 
-One fetcher per queue claims messages into a small prefetch buffer; the pump starts a
-task per buffered message while fewer than `concurrency` run. Messages held in memory
-(buffered + running + being received) never exceed `concurrency + prefetch`. The
+One fetcher per queue claims messages, in batches, into a prefetch buffer; the pump
+starts a task per buffered message while fewer than `concurrency` handlers run. The
+messages held (being received, buffered, running, or handled and waiting for their ack
+to commit) never exceed `concurrency + prefetch`, like a broker's unacked limit. The
 lease keeper extends the lease of every held message, so a slow handler or a full
 buffer never lets a message reach a second consumer.
 
@@ -55,7 +56,8 @@ RECONNECT_AFTER_FAILURES = 3
 class WorkerOptions:
     #: Handlers running at once, at most.
     concurrency: int = 10
-    #: Messages held ready beyond `concurrency`; None: half of it, at least one per queue.
+    #: Messages held beyond the running ones (received and waiting, or waiting for their
+    #: ack to commit); None: as many as `concurrency`, at least one per queue.
     prefetch: int | None = None
     #: How long running handlers may take to finish after a stop is asked.
     shutdown_timeout_s: float = 30.0
@@ -94,7 +96,7 @@ class Worker:
         self.abandoned_threads = 0
         prefetch = self.options.prefetch
         if prefetch is None:
-            prefetch = max(self.options.concurrency // 2, len(self.queues))
+            prefetch = max(self.options.concurrency, len(self.queues))
         self._limit = self.options.concurrency + prefetch
         self._backoffs = {q.id: Backoff.of(q.options, rng) for q in self.queues}
         self._stopping = asyncio.Event()
