@@ -94,6 +94,7 @@ class EmbeddedBackend:
         self.queue = queue
         self._store = store
         self._db = store.db
+        self._draining = False
 
     async def open(self) -> None:
         return None
@@ -147,11 +148,13 @@ class EmbeddedBackend:
 
     async def _claim(self, limit: int) -> list[Delivery]:
         now = self._store.clock()
-        # A cheap read first: idle polling must not take SQLite's write lock.
-        async with self._db.read() as conn:
-            probe = select(messages.c.id).where(self._visible(now)).limit(1)
-            if (await conn.execute(probe)).first() is None:
-                return []
+        # A cheap read first: idle polling must not take SQLite's write lock. Skipped
+        # while the last claim came back full: a backlog is being drained.
+        if not self._draining:
+            async with self._db.read() as conn:
+                probe = select(messages.c.id).where(self._visible(now)).limit(1)
+                if (await conn.execute(probe)).first() is None:
+                    return []
         lease = secrets.token_hex(8)
         until = now + int(self.queue.options.visibility_timeout_s * 1000)
         candidates = (
@@ -171,6 +174,7 @@ class EmbeddedBackend:
         async with self._db.write() as conn:
             await self._bury_crash_loops(conn, candidates)
             rows = (await conn.execute(claim)).all()
+        self._draining = len(rows) == limit
         return [self._delivery(row) for row in sorted(rows, key=lambda r: (r.published_at, r.id))]
 
     async def _bury_crash_loops(self, conn: Any, candidates: Any) -> None:
