@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from conveyor.queues.base import Delivery, QueueBackend
+from conveyor.worker.leases import Held
+from conveyor.worker.logs import StructuredLog
 
 log = logging.getLogger("conveyor.worker")
 
@@ -117,6 +119,16 @@ class Counters:
         """Deliveries this worker settled for good or for a retry."""
         return self.acked + self.retried + self.dead_lettered
 
+    def summary(self) -> dict[str, object]:
+        return {
+            "acked": self.acked,
+            "retried": self.retried,
+            "dead_lettered": self.dead_lettered,
+            "released": self.released,
+            "lease_lost": self.lease_lost,
+            "failed": self.failed,
+        }
+
     def count(self, verdict: Verdict, settled: bool | None) -> None:
         if verdict.failed:
             self.failed += 1
@@ -134,3 +146,40 @@ class Counters:
                 self.dead_lettered += 1
             case Action.RELEASE:
                 self.released += 1
+
+
+def log_outcome(
+    log: StructuredLog,
+    held: Held,
+    handler: str | None,
+    verdict: Verdict,
+    settled: bool | None,
+    duration_s: float,
+) -> None:
+    """The one line per message: handler, id, attempt, duration and result."""
+    result = verdict.action.value if settled is not False else Action.LOST.value
+    if settled is None and verdict.action not in (Action.ABANDON, Action.LOST):
+        result += "-unsettled"
+    fields: dict[str, object] = {
+        "handler": handler or "-",
+        "message_id": held.delivery.id,
+        "queue": held.queue.name,
+        "attempt": held.delivery.attempt,
+        "duration_ms": round(duration_s * 1000, 1),
+        "result": result,
+    }
+    if verdict.action is Action.RETRY:
+        fields["delay_s"] = round(verdict.delay_s, 3)
+    if verdict.error:
+        fields["error"] = verdict.error
+    log.log(_level(verdict, settled), "message handled", exc_info=verdict.cause, **fields)
+
+
+def _level(verdict: Verdict, settled: bool | None) -> int:
+    if settled is False or verdict.action in (Action.LOST, Action.ABANDON):
+        return logging.WARNING
+    if verdict.action is Action.DEAD and verdict.failed:
+        return logging.ERROR
+    if verdict.failed or settled is None:
+        return logging.WARNING
+    return logging.INFO

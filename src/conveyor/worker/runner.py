@@ -40,7 +40,7 @@ from conveyor.worker.heartbeat import Heartbeat, WorkerDirectory, WorkerInfo
 from conveyor.worker.leases import Held, LeaseKeeper
 from conveyor.worker.logs import StructuredLog
 from conveyor.worker.mail import Mailer
-from conveyor.worker.outcome import Action, Counters, Verdict, settle
+from conveyor.worker.outcome import Action, Counters, Verdict, log_outcome, settle
 from conveyor.worker.retry import Backoff
 
 log = logging.getLogger("conveyor.worker")
@@ -175,7 +175,7 @@ class Worker:
             for backend in self._backends:
                 with contextlib.suppress(Exception):
                     await backend.close()
-            self._log.info("worker stopped", **_summary(self.counters))
+            self._log.info("worker stopped", **self.counters.summary())
 
     def _backoff(self, held: Held) -> float:
         return self._backoffs[held.queue.id].delay_s(held.delivery.attempt)
@@ -303,34 +303,7 @@ class Worker:
             self.abandoned_threads += 1
         settled = await settle(held.backend, delivery, verdict)
         self.counters.count(verdict, settled)
-        self._log_outcome(held, name, verdict, settled, time.monotonic() - began)
-
-    def _log_outcome(
-        self,
-        held: Held,
-        handler: str | None,
-        verdict: Verdict,
-        settled: bool | None,
-        duration_s: float,
-    ) -> None:
-        result = verdict.action.value if settled is not False else Action.LOST.value
-        if settled is None and verdict.action not in (Action.ABANDON, Action.LOST):
-            result += "-unsettled"
-        fields: dict[str, object] = {
-            "handler": handler or "-",
-            "message_id": held.delivery.id,
-            "queue": held.queue.name,
-            "attempt": held.delivery.attempt,
-            "duration_ms": round(duration_s * 1000, 1),
-            "result": result,
-        }
-        if verdict.action is Action.RETRY:
-            fields["delay_s"] = round(verdict.delay_s, 3)
-        if verdict.error:
-            fields["error"] = verdict.error
-        level = _level(verdict, settled)
-        exc_info = verdict.cause if verdict.cause is not None else None
-        self._log.log(level, "message handled", exc_info=exc_info, **fields)
+        log_outcome(self._log, held, name, verdict, settled, time.monotonic() - began)
 
     # Stopping ------------------------------------------------------------------------
 
@@ -340,7 +313,7 @@ class Worker:
             settled = await settle(item.backend, item.delivery, verdict)
             self._keeper.drop(item)
             self.counters.count(verdict, settled)
-            self._log_outcome(item, None, verdict, settled, 0.0)
+            log_outcome(self._log, item, None, verdict, settled, 0.0)
 
         await asyncio.gather(*(one(item) for item in held))
 
@@ -372,26 +345,5 @@ class Worker:
         await asyncio.wait(pending, timeout=CANCEL_GRACE_S + 5.0)
 
 
-def _level(verdict: Verdict, settled: bool | None) -> int:
-    if settled is False or verdict.action in (Action.LOST, Action.ABANDON):
-        return logging.WARNING
-    if verdict.action is Action.DEAD and verdict.failed:
-        return logging.ERROR
-    if verdict.failed or settled is None:
-        return logging.WARNING
-    return logging.INFO
-
-
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _summary(counters: Counters) -> dict[str, object]:
-    return {
-        "acked": counters.acked,
-        "retried": counters.retried,
-        "dead_lettered": counters.dead_lettered,
-        "released": counters.released,
-        "lease_lost": counters.lease_lost,
-        "failed": counters.failed,
-    }
