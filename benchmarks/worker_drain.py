@@ -10,7 +10,8 @@ subprocess. Durability is the same on both sides of a row: SQLite with WAL and
 per-message log lines cost nobody anything.
 
 Sections compare like with like: the embedded queue on SQLite vs Huey's SQLite queue,
-on PostgreSQL vs Procrastinate. A broker section (RabbitMQ: Celery, Dramatiq, a
+on PostgreSQL vs Procrastinate; "worker alone" runs the worker over an in-memory
+backend, the ceiling any queue backend leaves it. A broker section (RabbitMQ: Celery, Dramatiq, a
 hand-written aio-pika consumer) is one more entry in `SECTIONS` and one more function
 per contender in `CONTENDERS`.
 
@@ -48,6 +49,8 @@ HANDLERS = ("noop", "sleep 10 ms")
 SECTIONS: dict[str, list[str]] = {
     "embedded / SQLite": ["conveyor-sqlite", "huey-sqlite"],
     "embedded / PostgreSQL": ["conveyor-postgres", "procrastinate-postgres"],
+    # The worker over an in-memory backend: what it could do if the queue cost nothing.
+    "worker alone": ["conveyor-memory"],
 }
 
 
@@ -118,6 +121,65 @@ def conveyor_postgres(kind: str, n: int, workdir: Path) -> float:
     async def run() -> float:
         async with _postgres_schema() as schema:
             return await _conveyor_drain(POSTGRES_URL, schema, kind, n, workdir)
+
+    return asyncio.run(run())
+
+
+class _MemoryBackend:
+    """Hands out synthetic deliveries and acks at once: the worker's own ceiling."""
+
+    def __init__(self, queue: Any, n: int) -> None:
+        self.queue, self.left, self.next_id = queue, n, 0
+
+    async def receive(self, max_messages: int, *, wait_s: float = 0) -> list[Any]:
+        from conveyor.queues.base import Delivery
+
+        await asyncio.sleep(0)
+        count, self.left = min(max_messages, self.left), self.left - min(max_messages, self.left)
+        first, self.next_id = self.next_id, self.next_id + count
+        body = b'{"handler": "bench"}'
+        return [Delivery(str(i), body, {}, 1, 0, None, str(i)) for i in range(first, first + count)]
+
+    async def ack(self, delivery: Any) -> bool:
+        await asyncio.sleep(0)
+        return True
+
+    async def extend_lease(self, delivery: Any, *, seconds: float) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def conveyor_memory(kind: str, n: int, workdir: Path) -> float:
+    async def run() -> float:
+        from conveyor import Context, HandlerRegistry, handler
+        from conveyor.worker.runner import Worker, WorkerOptions
+
+        @handler("bench", auto_ack=True)
+        async def bench(context: Context) -> None:
+            if kind != "noop":
+                await asyncio.sleep(0.01)
+
+        platform = await _conveyor_platform(f"sqlite:///{workdir / 'c.db'}", workdir, None)
+        async with platform:
+            queue = await platform.queues.create({"name": "bench", "type": "embedded"})
+            backend = _MemoryBackend(queue, n)
+
+            async def connect(_: Any) -> Any:
+                return backend
+
+            platform.backends.connect = connect
+            options = WorkerOptions(concurrency=CONCURRENCY)
+            worker = Worker(platform, [queue], HandlerRegistry([bench]), options)
+            began = time.perf_counter()
+            task = asyncio.create_task(worker.run())
+            while worker.counters.acked < n:  # noqa: ASYNC110 - polled, not awaited
+                await asyncio.sleep(0.002)
+            elapsed = time.perf_counter() - began
+            worker.stop()
+            await task
+        return elapsed
 
     return asyncio.run(run())
 
@@ -195,6 +257,7 @@ def procrastinate_postgres(kind: str, n: int, workdir: Path) -> float:
 # Plumbing --------------------------------------------------------------------------
 
 CONTENDERS: dict[str, Callable[[str, int, Path], float]] = {
+    "conveyor-memory": conveyor_memory,
     "conveyor-sqlite": conveyor_sqlite,
     "huey-sqlite": huey_sqlite,
     "conveyor-postgres": conveyor_postgres,
@@ -278,19 +341,27 @@ async def _prepare_rss(workdir: Path, n: int) -> str:
     return str(queue.name)
 
 
-async def _remaining(workdir: Path) -> int:
-    from conveyor.queues.model import QueueOptions  # noqa: F401 - warms the import
+async def _watch(workdir: Path, pid: int, n: int) -> list[tuple[float, int, float]]:
+    """(seconds, messages left, RSS MiB) every second until the backlog is drained."""
+    import psutil
 
+    watched = psutil.Process(pid)
+    began = time.perf_counter()
+    samples: list[tuple[float, int, float]] = []
     platform = await _conveyor_platform(f"sqlite:///{workdir / 'conveyor.db'}", workdir, None)
     async with platform:
-        queue = await platform.queues.get_by_name("bench")
-        stats = await (await platform.backends.get(queue)).stats()
-    return (stats.ready or 0) + (stats.in_flight or 0) + (stats.delayed or 0)
+        backend = await platform.backends.get(await platform.queues.get_by_name("bench"))
+        left = n
+        while left > 0:
+            await asyncio.sleep(1.0)
+            stats = await backend.stats()
+            left = (stats.ready or 0) + (stats.in_flight or 0) + (stats.delayed or 0)
+            rss = watched.memory_info().rss / 2**20
+            samples.append((time.perf_counter() - began, left, rss))
+    return samples
 
 
 def rss_table(n: int) -> None:
-    import psutil
-
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         name = asyncio.run(_prepare_rss(workdir, n))
@@ -308,17 +379,9 @@ def rss_table(n: int) -> None:
         }
         command = [sys.executable, "-m", "conveyor", "worker", "--queue", name]
         command += ["--handlers", str(workdir / "bench_handlers.py")]
-        began = time.perf_counter()
         process = subprocess.Popen(command, env=env, cwd=workdir)
-        samples: list[tuple[float, int, float]] = []
         try:
-            watched = psutil.Process(process.pid)
-            left = n
-            while left > 0:
-                time.sleep(1.0)
-                left = asyncio.run(_remaining(workdir))
-                rss = watched.memory_info().rss / 2**20
-                samples.append((time.perf_counter() - began, left, rss))
+            samples = asyncio.run(_watch(workdir, process.pid, n))
         finally:
             process.terminate()
             process.wait(timeout=60)
