@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    #: Seconds between a worker's heartbeats; it counts as dead after three missed.
+    worker_heartbeat_s: float = Field(default=10.0, gt=0, le=300)
+    #: SMTP server for `context.mail` in handlers (unset: sending mail is refused).
+    smtp_host: str | None = None
+    #: Default: 465 with `smtp_security=tls`, 587 with `starttls`, 25 with `none`.
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    #: `starttls` (upgrade a plain connection), `tls` (implicit TLS) or `none`.
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    #: The sender used when a handler does not give one.
+    smtp_from: str | None = None
+    smtp_timeout_s: float = Field(default=30.0, gt=0, le=300)
 
     @field_validator("sqlite_synchronous")
     @classmethod

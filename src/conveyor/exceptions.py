@@ -22,7 +22,10 @@ ConveyorError(Exception)
 ├── BackendError(ConveyorError)                      503, the driver error kept in __cause__
 │   ├── ConnectionFailed
 │   └── PublishFailed
+├── MailFailed(ConveyorError)                       `context.mail` could not send
 └── HandlerSignal(ConveyorError)                     raised by handlers to steer the worker
+    ├── Retry(delay_s)                               try again later (counts as an attempt)
+    └── Reject(reason)                               dead-letter now, no more attempts
 ```
 
 Each class's docstring is its default message. `api/errors.py` maps classes to HTTP
@@ -32,6 +35,9 @@ statuses in one table; the CLI maps them to exit codes.
 from __future__ import annotations
 
 from typing import Any
+
+#: The longest delay a handler may ask for with `Retry(delay_s=…)`: 12 hours.
+MAX_RETRY_DELAY_S = 12 * 3600.0
 
 
 class ConveyorError(Exception):
@@ -168,10 +174,48 @@ class PublishFailed(BackendError):
     code = "publish_failed"
 
 
+class MailFailed(ConveyorError):
+    """The mail could not be sent."""
+
+    code = "mail_failed"
+
+
 class HandlerSignal(ConveyorError):
-    """A handler asked the worker to settle its message in a particular way."""
+    """A handler asked the worker to settle its message in a particular way.
+
+    Signals steer the worker; they are logged at info level, never as errors.
+    """
 
     code = "handler_signal"
+
+
+class Retry(HandlerSignal):
+    """The handler asked for its message to be tried again later.
+
+    `delay_s` sets the wait; None uses the queue's backoff. A retry counts as an
+    attempt: after the queue's `max_attempts` the message is dead-lettered.
+    """
+
+    code = "retry"
+
+    def __init__(self, message: str | None = None, *, delay_s: float | None = None) -> None:
+        if delay_s is not None and not 0 <= delay_s <= MAX_RETRY_DELAY_S:
+            raise ValueError(f"delay_s must be between 0 and {MAX_RETRY_DELAY_S:g} seconds")
+        super().__init__(message or "the handler asked for a retry")
+        self.delay_s = delay_s
+
+
+class Reject(HandlerSignal):
+    """The handler rejected its message: dead-lettered now, without further attempts."""
+
+    code = "reject"
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or "rejected by the handler")
+
+    @property
+    def reason(self) -> str:
+        return self.message
 
 
 def field_error(field: str, message: str) -> ValidationError:

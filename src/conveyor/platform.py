@@ -24,6 +24,7 @@ from conveyor.queues.publisher import Publisher
 from conveyor.queues.registry import QueueRegistry
 from conveyor.storage import Storage
 from conveyor.users import UserStore
+from conveyor.worker.heartbeat import WorkerDirectory
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Platform:
         )
         self.storage = Storage(self.db)
         self.storage.records.hooks.append(self.link_hook)
+        self.workers = WorkerDirectory(self.db)
         self._tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None
 

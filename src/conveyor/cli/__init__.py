@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli import keys, queues, serve, users
+from conveyor.cli import keys, queues, serve, users, worker
 
 app = typer.Typer(
     name="conveyor",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 serve.register(app)
+worker.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(queues.app, name="queues")

@@ -7,6 +7,8 @@ another process wrote in between, and SQLite never retries that.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -103,6 +105,7 @@ class Database:
             "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
         )
         self.schema = schema
+        self._sqlite_writer = asyncio.Lock()
         self.engine: AsyncEngine = (
             self._sqlite_engine(sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
             if self.dialect == "sqlite"
@@ -176,7 +179,13 @@ class Database:
 
         Callbacks registered with `after_commit(conn, …)` run once it has committed.
         """
-        async with self.engine.connect() as conn:
+        async with contextlib.AsyncExitStack() as stack:
+            if self.dialect == "sqlite":
+                # SQLite has one writer at a time. Queue this process's writers here, in
+                # order, rather than in SQLite's busy handler, which sleeps up to 100 ms
+                # between tries and collapses throughput under in-process contention.
+                await stack.enter_async_context(self._sqlite_writer)
+            conn = await stack.enter_async_context(self.engine.connect())
             if self.dialect == "sqlite":
                 await conn.execution_options(sqlite_begin="IMMEDIATE")
             try:
@@ -184,8 +193,8 @@ class Database:
                     yield conn
             finally:
                 callbacks = conn.info.pop(_AFTER_COMMIT, [])
-            for callback in callbacks:  # only reached when the commit succeeded
-                callback()
+        for callback in callbacks:  # only reached when the commit succeeded
+            callback()
 
     async def ping(self) -> bool:
         try:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -240,4 +241,26 @@ storage_rules = Table(
     Column("position", Integer, nullable=False),
     Column("expression", Text, nullable=False),
     Column("message", Text, nullable=False),
+)
+
+#: Worker processes: registered at start, refreshed by heartbeats, marked at a clean stop.
+#: A worker whose beats stop without `stopped_at` died (killed, or its machine did).
+workers = Table(
+    "conveyor_workers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("queues", JSON, nullable=False),
+    Column("handlers", JSON, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("heartbeat_s", Float, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_beat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+    Column("processed", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    Index("ix_conveyor_workers_last_beat_at", "last_beat_at"),
 )

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, delete, func, insert, select, update
+from sqlalchemy import Row, Select, and_, case, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,10 +47,13 @@ class EmbeddedStore:
         self.clock = clock
         writers = 1 if db.dialect == "sqlite" else 4
         self._inserts: GroupCommit[dict[str, Any], int] = GroupCommit(self._insert, writers=writers)
+        # Acks are the other per-message write: concurrent ones share a commit too.
+        self._acks: GroupCommit[tuple[int, str], bool] = GroupCommit(self._ack, writers=writers)
         self._published: dict[str, asyncio.Event] = {}
 
     async def close(self) -> None:
         await self._inserts.close()
+        await self._acks.close()
 
     def backend(self, queue: Queue) -> EmbeddedBackend:
         return EmbeddedBackend(queue, self)
@@ -85,6 +88,18 @@ class EmbeddedStore:
         found = {row.queue_id: _stats(row) for row in rows}
         return {queue_id: found.get(queue_id, QueueStats(0, 0, 0, 0)) for queue_id in queue_ids}
 
+    async def _ack(self, receipts: Sequence[tuple[int, str]]) -> list[bool]:
+        leased = tuple_(messages.c.id, messages.c.lease_id).in_(list(receipts))
+        async with self.db.write() as conn:
+            result = await conn.execute(delete(messages).where(leased).returning(messages.c.id))
+            deleted = set(result.scalars())
+        return [row_id in deleted for row_id, _ in receipts]
+
+    async def ack(self, receipt: tuple[int, str]) -> bool:
+        """Delete a leased message, in a transaction shared with concurrent acks."""
+        (deleted,) = await self._acks.submit([receipt])
+        return deleted
+
     def event(self, queue_id: str) -> asyncio.Event:
         """Set when this process commits a message to the queue: wakes its receivers."""
         return self._published.setdefault(queue_id, asyncio.Event())
@@ -95,6 +110,7 @@ class EmbeddedBackend:
         self.queue = queue
         self._store = store
         self._db = store.db
+        self._draining = False
 
     async def open(self) -> None:
         return None
@@ -156,11 +172,13 @@ class EmbeddedBackend:
 
     async def _claim(self, limit: int) -> list[Delivery]:
         now = self._store.clock()
-        # A cheap read first: idle polling must not take SQLite's write lock.
-        async with self._db.read() as conn:
-            probe = select(messages.c.id).where(self._visible(now)).limit(1)
-            if (await conn.execute(probe)).first() is None:
-                return []
+        # A cheap read first: idle polling must not take SQLite's write lock. Skipped
+        # while the last claim came back full: a backlog is being drained.
+        if not self._draining:
+            async with self._db.read() as conn:
+                probe = select(messages.c.id).where(self._visible(now)).limit(1)
+                if (await conn.execute(probe)).first() is None:
+                    return []
         lease = secrets.token_hex(8)
         until = now + int(self.queue.options.visibility_timeout_s * 1000)
         candidates = (
@@ -178,18 +196,22 @@ class EmbeddedBackend:
             .returning(messages)
         )
         async with self._db.write() as conn:
-            await self._bury_crash_loops(conn, now)
+            await self._bury_crash_loops(conn, candidates)
             rows = (await conn.execute(claim)).all()
+        self._draining = len(rows) == limit
         return [self._delivery(row) for row in sorted(rows, key=lambda r: (r.published_at, r.id))]
 
-    async def _bury_crash_loops(self, conn: Any, now: int) -> None:
-        """Messages whose every attempt ended in an expired lease go to the dead letters."""
+    async def _bury_crash_loops(self, conn: Any, candidates: Any) -> None:
+        """Of the messages about to be claimed, those whose every attempt ended in an
+        expired lease go to the dead letters (looking only at the candidates keeps each
+        claim's cost independent of the backlog)."""
         where = and_(
-            self._visible(now),
+            messages.c.id.in_(candidates.scalar_subquery()),
             messages.c.lease_id.is_not(None),
             messages.c.attempt >= self.queue.options.max_attempts,
         )
         if self.queue.options.dead_letter:
+            now = self._store.clock()
             await conn.execute(
                 update(messages)
                 .where(where)
@@ -223,7 +245,8 @@ class EmbeddedBackend:
             return bool((await conn.execute(statement)).rowcount)
 
     async def ack(self, delivery: Delivery) -> bool:
-        return await self._settle(delete(messages).where(self._leased(delivery)))
+        row_id, lease = delivery.receipt
+        return await self._store.ack((row_id, lease))
 
     async def retry(self, delivery: Delivery, *, delay_s: float, error: str | None) -> bool:
         visible_at = self._store.clock() + int(max(delay_s, 0) * 1000)

@@ -1,0 +1,105 @@
+"""`conveyor worker`: run handlers for messages of one or more queues."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.common import err, load_settings, run
+from conveyor.config import Settings
+from conveyor.exceptions import ConfigurationError
+from conveyor.platform import Platform
+from conveyor.queues.model import QueueType
+from conveyor.queues.pool import broker_factory
+from conveyor.worker.handlers import HandlerRegistry, load_handlers
+from conveyor.worker.runner import Worker, WorkerOptions
+from conveyor.worker.signals import graceful_stop
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+
+
+def worker(
+    queue: Annotated[
+        list[str], typer.Option("--queue", help="Queue name or id (repeat for several).")
+    ],
+    handlers: Annotated[
+        list[str],
+        typer.Option(
+            "--handlers", help="Module (pkg.mod) or file (path/x.py) with @handler functions."
+        ),
+    ],
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Handlers running at once.")
+    ] = 10,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(min=0, help="Messages held beyond the running ones [default: --concurrency]."),
+    ] = None,
+    shutdown_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--shutdown-timeout-s", min=0, help="Grace period for running handlers on stop."
+        ),
+    ] = 30.0,
+) -> None:
+    """Fetch messages and run the handler named by each message's "handler" field.
+
+    SIGTERM or Ctrl-C stops gracefully (running handlers finish, unstarted messages
+    go back to the queue); a second one exits at once.
+    """
+    settings = load_settings()
+    _configure_logging(settings)
+    try:
+        registry = load_handlers(handlers)
+    except ConfigurationError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    options = WorkerOptions(
+        concurrency=concurrency,
+        prefetch=prefetch,
+        shutdown_timeout_s=shutdown_timeout_s,
+        heartbeat_s=settings.worker_heartbeat_s,
+    )
+    finished = run(_work(settings, queue, registry, options))
+    if finished.abandoned_threads:
+        # Handler threads that overran the grace period would keep the interpreter
+        # alive; their messages come back when their leases expire.
+        logging.shutdown()
+        os._exit(0)
+
+
+async def _work(
+    settings: Settings, refs: list[str], registry: HandlerRegistry, options: WorkerOptions
+) -> Worker:
+    platform = Platform(settings)
+    try:
+        await platform.migrate()
+    except BaseException:
+        await platform.db.close()
+        raise
+    async with platform:
+        queues = [await platform.queues.find(ref) for ref in dict.fromkeys(refs)]
+        for queue in queues:
+            if queue.type is not QueueType.EMBEDDED:
+                broker_factory(queue.type)  # a missing driver fails now, not in the loop
+        worker = Worker(platform, queues, registry, options)
+        with graceful_stop(worker.stop):
+            await worker.run()
+        return worker
+
+
+def _configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("conveyor").setLevel(settings.log_level.upper())
