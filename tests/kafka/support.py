@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from conveyor.queues.model import Queue, QueueOptions, QueueType
@@ -61,3 +63,41 @@ def delete_topics(*names: str) -> None:
     if doomed:
         for future in client.delete_topics(doomed, request_timeout=5).values():
             future.result(10)
+
+
+AUTH_BOOTSTRAP = os.environ.get("CONVEYOR_TEST_KAFKA_AUTH_BOOTSTRAP", "127.0.0.1:9093")
+
+
+def require_auth_kafka() -> None:
+    """A broker that requires SASL and knows no user of ours."""
+    services.require("Kafka with SASL", AUTH_BOOTSTRAP, 9093)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def read_back(topic: str, positions: list[str]) -> list[Any]:
+    """The records at these `partition:offset` positions, read by a plain Kafka client."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": fresh_name("reader"),
+            "enable.auto.commit": False,
+            "logger": log,
+        }
+    )
+    try:
+        found = []
+        for position in positions:
+            partition, offset = map(int, position.split(":"))
+            consumer.assign([TopicPartition(topic, partition, offset)])
+            messages = consumer.consume(1, timeout=10)
+            assert messages and messages[0].error() is None, f"nothing at {position}"
+            found.append(messages[0])
+        return found
+    finally:
+        consumer.close()

@@ -17,6 +17,7 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
+    KafkaException,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -34,8 +35,11 @@ class Cluster:
     def __init__(self, config: KafkaConfig) -> None:
         self._config = config
         self._secret = config.password
+        #: The most telling connection error librdkafka reported (a refused login first).
+        self._last_error: KafkaError | None = None
+        settings: dict[str, Any] = {**config.admin(), "error_cb": self._on_error}
         with map_errors("cannot configure the Kafka client", secret=self._secret):
-            self._admin = AdminClient(config.admin())
+            self._admin = AdminClient(settings)
             self._reader = Consumer(config.reader(f"{config.group}.reader"))
         # The reader is used by one scan at a time.
         self._reading = threading.Lock()
@@ -50,12 +54,25 @@ class Cluster:
         make a broker with auto-creation create it."""
 
         def run() -> dict[str, int]:
-            metadata = self._admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+            try:
+                metadata = self._admin.list_topics(timeout=REQUEST_TIMEOUT_S)
+            except KafkaException as exc:
+                self._admin.poll(0)  # serves the error callbacks: why it failed
+                if self._last_error is not None:
+                    raise KafkaException(self._last_error) from exc
+                raise
             return {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
 
         where = f"cannot reach the Kafka cluster at {self._config.bootstrap}"
         result: dict[str, int] = await asyncio.to_thread(self._call, where, run)
         return result
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            return  # says less than the error that brought the brokers down
+        current = self._last_error
+        if current is None or current.code() != KafkaError._AUTHENTICATION:
+            self._last_error = error
 
     async def create(self, topic: str, partitions: int) -> None:
         def run() -> None:
