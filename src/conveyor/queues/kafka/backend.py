@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from conveyor.exceptions import BackendError, ConveyorError, PublishFailed
+from conveyor.exceptions import BackendError, ConveyorError
 from conveyor.queues import base
 from conveyor.queues.base import (
     CheckResult,
@@ -42,7 +42,7 @@ from conveyor.queues.base import (
     QueueStats,
 )
 from conveyor.queues.kafka.cluster import Cluster
-from conveyor.queues.kafka.config import PUBLISH_TIMEOUT_MS, REQUEST_TIMEOUT_S, KafkaConfig
+from conveyor.queues.kafka.config import REQUEST_TIMEOUT_S, KafkaConfig
 from conveyor.queues.kafka.consumer import GroupConsumer
 from conveyor.queues.kafka.dead_letters import DeadLetters
 from conveyor.queues.kafka.ledger import Lease, Ledger, Receipt
@@ -55,9 +55,11 @@ from conveyor.queues.kafka.records import (
 )
 from conveyor.queues.model import Credentials, Queue
 
-#: librdkafka gives up on a record after PUBLISH_TIMEOUT_MS; this is the last resort.
-_PUBLISH_DEADLINE_S = PUBLISH_TIMEOUT_MS / 1000 + 5
 LEASE_EXPIRED_ERROR = "the lease expired on every attempt (did the worker crash?)"
+
+
+def _key(ordering_key: str | None) -> bytes | None:
+    return ordering_key.encode() if ordering_key is not None else None
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
@@ -140,26 +142,19 @@ class KafkaBackend:
     # -- publishing ---------------------------------------------------------------
 
     async def publish(self, message: OutgoingMessage) -> PublishResult:
-        (result,) = await self.publish_batch([message])
-        return result
+        record = Outgoing(
+            self.config.topic, message.body, _key(message.ordering_key), outgoing_headers(message)
+        )
+        ((partition, offset),) = await self.producer.send_all([record])
+        return PublishResult(message.id, f"{partition}:{offset}")
 
     async def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
         """Not atomic: Kafka without transactions may keep part of a failed batch."""
+        topic = self.config.topic
         records = [
-            Outgoing(
-                self.config.topic,
-                m.body,
-                m.ordering_key.encode() if m.ordering_key is not None else None,
-                outgoing_headers(m),
-            )
-            for m in messages
+            Outgoing(topic, m.body, _key(m.ordering_key), outgoing_headers(m)) for m in messages
         ]
-        try:
-            async with asyncio.timeout(_PUBLISH_DEADLINE_S):
-                futures = await self.producer.send_many(records)
-                positions = [await f for f in futures]
-        except TimeoutError as exc:
-            raise PublishFailed("the Kafka broker did not confirm the message in time") from exc
+        positions = await self.producer.send_all(records)
         return [
             PublishResult(m.id, f"{partition}:{offset}")
             for m, (partition, offset) in zip(messages, positions, strict=True)

@@ -83,7 +83,7 @@ class KafkaConfig:
             **self.common(),
             "acks": "all",
             "enable.idempotence": True,
-            "linger.ms": 2,
+            "linger.ms": 0,
             "message.timeout.ms": PUBLISH_TIMEOUT_MS,
             "message.max.bytes": max(1_000_000, self.max_message_bytes + 65_536),
         }

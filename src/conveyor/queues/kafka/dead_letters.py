@@ -115,8 +115,7 @@ class DeadLetters:
             )
             for r in chosen
         ]
-        for future in await self._producer.send_many(copies):
-            await future
+        await self._producer.send_all(copies)
         return await self._remove(chosen)
 
     async def delete(self, ids: Sequence[str]) -> int:
@@ -137,8 +136,7 @@ class DeadLetters:
             )
             for r in letters
         ]
-        for future in await self._producer.send_many(markers):
-            await future
+        await self._producer.send_all(markers)
         if letters:
             await self._scan()  # commits past the letters now gone
         return len(letters)

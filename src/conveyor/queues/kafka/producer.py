@@ -1,20 +1,23 @@
 """librdkafka's producer, bridged to asyncio.
 
-`produce` queues a record and returns a future; a thread serves librdkafka's delivery
-reports (`poll`) and resolves the futures of a whole poll in one hop to the event loop.
-A future resolves only when the broker acknowledged the record with `acks=all`.
+`send_all` queues records and awaits one future for all of them; a thread serves
+librdkafka's delivery reports (`poll`) and resolves the batches completed by a poll in
+one hop to the event loop. A batch resolves only when the broker acknowledged every
+record with `acks=all`. librdkafka reports on every record within `message.timeout.ms`
+(or at `close`, which purges), so no future waits forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from conveyor.exceptions import PublishFailed
 from conveyor.queues.kafka.config import PUBLISH_TIMEOUT_MS, REQUEST_TIMEOUT_S
@@ -23,17 +26,16 @@ from conveyor.queues.kafka.records import Headers
 
 log = logging.getLogger(__name__)
 
-#: How long `produce` waits for room when librdkafka's local queue is full.
+#: How long a publish waits for room when librdkafka's local queue is full.
 QUEUE_FULL_WAIT_S = PUBLISH_TIMEOUT_MS / 1000
-#: After the cluster was seen down, publishes first check it is back, this fast.
+#: After the cluster was seen down, a publish first checks it is back, this fast.
 PROBE_TIMEOUT_S = 2.0
 
 #: Partition and offset of an acknowledged record.
 Position = tuple[int, int]
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """One record to produce."""
 
     topic: str
@@ -44,15 +46,24 @@ class Outgoing:
     partition: int | None = None
 
 
-_Report = tuple["asyncio.Future[Position]", KafkaError | None, int, int]
+class _Batch:
+    """Records produced together, resolved together."""
+
+    __slots__ = ("errors", "future", "pending", "positions")
+
+    def __init__(self, future: asyncio.Future[list[Position]], size: int) -> None:
+        self.future = future
+        self.pending = size
+        self.positions: list[Position] = [(-1, -1)] * size
+        self.errors: list[KafkaError] = []
 
 
 class AsyncProducer:
     def __init__(self, config: dict[str, Any], *, secret: str | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._secret = secret
-        self._reports: list[_Report] = []
-        self._reports_lock = threading.Lock()
+        #: Completed batches, filled by the delivery thread (deque appends are atomic).
+        self._done: collections.deque[_Batch] = collections.deque()
         self._closing = threading.Event()
         #: Set by librdkafka's error callback when no broker can be reached.
         self.down_since: float | None = None
@@ -65,56 +76,61 @@ class AsyncProducer:
 
     async def send(self, record: Outgoing) -> Position:
         """Produce one record and wait for the broker's acknowledgement."""
-        (future,) = await self.send_many([record])
-        return await future
+        return (await self.send_all([record]))[0]
 
-    async def send_many(self, records: list[Outgoing]) -> list[asyncio.Future[Position]]:
-        """Queue several records at once; each future resolves on its acknowledgement."""
-        await self._ready()
-        futures: list[asyncio.Future[Position]] = []
-        for record in records:
-            future: asyncio.Future[Position] = self._loop.create_future()
-            kwargs: dict[str, Any] = {
-                "key": record.key,
-                "headers": record.headers,
-                "on_delivery": self._reporter(future),
-            }
-            if record.partition is not None:
-                kwargs["partition"] = record.partition
-            await self._produce(record.topic, record.value, kwargs)
-            futures.append(future)
-        return futures
+    async def send_all(self, records: list[Outgoing]) -> list[Position]:
+        """Produce records and wait until the broker acknowledged them all."""
+        if self.fatal is not None or self.down_since is not None:
+            await self._recover()
+        batch = _Batch(self._loop.create_future(), len(records))
+        for index, record in enumerate(records):
+            report = partial(self._report, batch, index)
+            try:
+                self._produce(record, report)
+            except BufferError:
+                await self._wait_for_room(record, report)
+            except (KafkaException, ValueError, TypeError) as exc:
+                batch.future.cancel()  # what was produced reports to nobody
+                raise translate(exc, f"cannot publish to {record.topic!r}",
+                                default=PublishFailed) from exc  # fmt: skip
+        return await batch.future
 
-    async def _ready(self) -> None:
-        if self.fatal is not None:
-            raise PublishFailed(f"the Kafka producer failed: {describe(self.fatal)}")
-        if self.down_since is None:
-            return
-        # librdkafka would hold the message until its timeout: check the cluster first.
-        try:
-            await asyncio.to_thread(self._producer.list_topics, timeout=PROBE_TIMEOUT_S)
-        except Exception as exc:
-            raise translate(exc, "the Kafka cluster is unreachable", secret=self._secret) from exc
-        self.down_since = None
+    def _produce(self, record: Outgoing, report: Any) -> None:
+        if record.partition is None:
+            self._producer.produce(record.topic, record.value, record.key,
+                                   on_delivery=report, headers=record.headers)  # fmt: skip
+        else:
+            self._producer.produce(record.topic, record.value, record.key, record.partition,
+                                   on_delivery=report, headers=record.headers)  # fmt: skip
 
-    async def _produce(self, topic: str, value: bytes, kwargs: dict[str, Any]) -> None:
+    async def _wait_for_room(self, record: Outgoing, report: Any) -> None:
+        """librdkafka's local queue is full: let deliveries drain, up to a deadline."""
         deadline = time.monotonic() + QUEUE_FULL_WAIT_S
-        with map_errors(f"cannot publish to {topic!r}", default=PublishFailed):
+        with map_errors(f"cannot publish to {record.topic!r}", default=PublishFailed):
             while True:
+                await asyncio.sleep(0.005)
                 try:
-                    self._producer.produce(topic, value, **kwargs)
+                    self._produce(record, report)
                     return
                 except BufferError:
                     if time.monotonic() > deadline:
                         raise
-                await asyncio.sleep(0.005)  # the local queue is full: let deliveries drain
 
-    def _reporter(self, future: asyncio.Future[Position]) -> Any:
-        def report(error: KafkaError | None, message: Any) -> None:
-            with self._reports_lock:
-                self._reports.append((future, error, message.partition(), message.offset()))
+    async def _recover(self) -> None:
+        if self.fatal is not None:
+            raise PublishFailed(f"the Kafka producer failed: {describe(self.fatal)}")
+        # librdkafka would hold the message until its timeout: check the cluster first.
+        await self.probe(PROBE_TIMEOUT_S)
 
-        return report
+    def _report(self, batch: _Batch, index: int, error: KafkaError | None, message: Any) -> None:
+        """In the delivery thread, once per record."""
+        if error is None:
+            batch.positions[index] = (message.partition(), message.offset())
+        else:
+            batch.errors.append(error)
+        batch.pending -= 1
+        if batch.pending == 0:
+            self._done.append(batch)
 
     def _serve(self) -> None:
         while not self._closing.is_set():
@@ -125,21 +141,24 @@ class AsyncProducer:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        with self._reports_lock:
-            reports, self._reports = self._reports, []
-        if reports and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._resolve, reports)
+        if not self._done:
+            return
+        batches = []
+        while self._done:
+            batches.append(self._done.popleft())
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._resolve, batches)
 
-    def _resolve(self, reports: list[_Report]) -> None:
-        for future, error, partition, offset in reports:
-            if future.done():
+    def _resolve(self, batches: list[_Batch]) -> None:
+        for batch in batches:
+            if batch.future.done():
                 continue
-            if error is None:
-                future.set_result((partition, offset))
+            if batch.errors:
+                error = translate(batch.errors[0], "the broker did not take the message",
+                                  secret=self._secret, default=PublishFailed)  # fmt: skip
+                batch.future.set_exception(error)
             else:
-                future.set_exception(
-                    translate(error, "the broker did not take the message", default=PublishFailed)
-                )
+                batch.future.set_result(batch.positions)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -150,10 +169,10 @@ class AsyncProducer:
         else:
             log.warning("Kafka producer: %s", describe(error, secret=self._secret))
 
-    async def probe(self) -> None:
+    async def probe(self, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         """Fetch the cluster's metadata: raises ConnectionFailed if it cannot."""
         try:
-            await asyncio.to_thread(self._producer.list_topics, timeout=REQUEST_TIMEOUT_S)
+            await asyncio.to_thread(self._producer.list_topics, timeout=timeout_s)
         except Exception as exc:
             raise translate(exc, "cannot reach the Kafka cluster", secret=self._secret) from exc
         self.down_since = None
@@ -165,7 +184,6 @@ class AsyncProducer:
         await asyncio.to_thread(self._producer.flush, REQUEST_TIMEOUT_S)
         self._closing.set()
         await asyncio.to_thread(self._thread.join, REQUEST_TIMEOUT_S)
-        self._hand_over()
         # Whatever was not confirmed by now never will be: fail its publishers.
         self._producer.purge()
         self._producer.poll(0)

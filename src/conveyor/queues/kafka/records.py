@@ -23,7 +23,7 @@ HEADER_REMOVES = "conveyor-removes"
 #: Bookkeeping headers that handlers do not see.
 _INTERNAL = frozenset({HEADER_DELIVERIES, HEADER_NOT_BEFORE, HEADER_REMOVES})
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Record:
         self, extra: Mapping[str, object], *, drop: Collection[str] = ()
     ) -> Headers:
         """This record's headers for a copy of it (retry, dead letter, redrive)."""
-        headers = [
+        headers: Headers = [
             (k, v.encode()) for k, v in self.headers.items() if k not in extra and k not in drop
         ]
         headers.append((base.HEADER_MESSAGE_ID, self.message_id.encode()))
@@ -100,7 +100,7 @@ class Record:
 
 
 def outgoing_headers(message: base.OutgoingMessage) -> Headers:
-    headers = [(k, v.encode()) for k, v in message.headers.items()]
+    headers: Headers = [(k, v.encode()) for k, v in message.headers.items()]
     headers.append((base.HEADER_MESSAGE_ID, message.id.encode()))
     headers.append((base.HEADER_PUBLISHED_AT, str(message.published_at_ms).encode()))
     return _unique(headers)
