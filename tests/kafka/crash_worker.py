@@ -10,6 +10,7 @@ import asyncio
 import sys
 import time
 
+from conveyor.queues.base import Delivery
 from conveyor.queues.kafka import KafkaBackend
 from conveyor.queues.model import Credentials
 from tests.kafka.support import kafka_queue
@@ -18,7 +19,7 @@ from tests.kafka.support import kafka_queue
 async def main(name: str, bootstrap: str, count: int) -> None:
     backend = KafkaBackend(kafka_queue(name, url=bootstrap), Credentials(None, None))
     await backend.open()
-    got = []
+    got: list[Delivery] = []
     deadline = time.monotonic() + 40
     while len(got) < count and time.monotonic() < deadline:
         got += await backend.receive(count - len(got), wait_s=1)

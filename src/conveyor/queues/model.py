@@ -51,7 +51,7 @@ class QueueOptions(BaseModel):
     #: Kafka: partitions of the topics Conveyor creates.
     partitions: int = Field(default=3, ge=1, le=10_000)
     #: Kafka: a worker silent this long leaves the group and its partitions move on.
-    session_timeout_s: float = Field(default=10, ge=1, le=300)
+    session_timeout_s: float = Field(default=10, ge=6, le=1800)
     #: Kafka: the SASL mechanism used when the queue has a username.
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     #: Kafka: connect with TLS.

@@ -68,6 +68,11 @@ class AsyncProducer:
         #: Set by librdkafka's error callback when no broker can be reached.
         self.down_since: float | None = None
         self.fatal: KafkaError | None = None
+        #: A record timed out: the producer may be wedged (e.g. its producer id was
+        #: forgotten by a rebuilt cluster); it is replaced once the cluster answers.
+        self.stale: KafkaError | None = None
+        #: Replaced producers finishing (or failing) the records they still hold.
+        self._retiring: set[asyncio.Task[None]] = set()
         self._config = {**config, "error_cb": self._on_error}
         with map_errors("cannot configure the Kafka producer", secret=secret):
             self._producer = Producer(self._config)
@@ -81,7 +86,7 @@ class AsyncProducer:
 
     async def send_all(self, records: list[Outgoing]) -> list[Position]:
         """Produce records and wait until the broker acknowledged them all."""
-        if self.fatal is not None or self.down_since is not None:
+        if self.fatal is not None or self.stale is not None or self.down_since is not None:
             await self._recover()
         batch = _Batch(self._loop.create_future(), len(records))
         for index, record in enumerate(records):
@@ -121,18 +126,21 @@ class AsyncProducer:
                         raise
 
     async def _recover(self) -> None:
-        if self.fatal is not None:
-            # An idempotent producer that lost its sequence (e.g. the cluster forgot its
-            # producer id) cannot go on: start a new one; the old one fails its records.
-            log.warning("replacing the Kafka producer after: %s", describe(self.fatal))
+        if self.down_since is not None or self.stale is not None:
+            # librdkafka would hold the message until its timeout: check the cluster first.
+            await self.probe(PROBE_TIMEOUT_S)
+        cause = self.fatal or self.stale
+        if cause is not None:
+            # An idempotent producer that lost its sequence cannot go on: start a new
+            # one (a new producer id); the old one fails whatever it still holds.
+            log.warning("replacing the Kafka producer after: %s", describe(cause))
             old = self._producer
             with map_errors("cannot configure the Kafka producer", secret=self._secret):
                 self._producer = Producer(self._config)
-            self.fatal = None
-            await asyncio.to_thread(_drain, old)
-        if self.down_since is not None:
-            # librdkafka would hold the message until its timeout: check the cluster first.
-            await self.probe(PROBE_TIMEOUT_S)
+            self.fatal = self.stale = None
+            retiring = asyncio.create_task(asyncio.to_thread(_retire, old))
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retiring.discard)
 
     def _report(self, batch: _Batch, index: int, error: KafkaError | None, message: Any) -> None:
         """In the delivery thread, once per record."""
@@ -148,6 +156,11 @@ class AsyncProducer:
         while not self._closing.is_set():
             try:
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # librdkafka raises fatal errors from poll
+                error = kafka_error(exc)
+                if error is not None and error.fatal():
+                    self.fatal = error
+                log.warning("Kafka producer: %s", describe(exc, secret=self._secret))
             except Exception:  # a callback bug must not stop delivery reports
                 log.exception("error while serving Kafka delivery reports")
             self._hand_over()
@@ -166,6 +179,8 @@ class AsyncProducer:
             if batch.future.done():
                 continue
             if batch.errors:
+                if batch.errors[0].code() == KafkaError._MSG_TIMED_OUT:
+                    self.stale = batch.errors[0]
                 error = translate(batch.errors[0], "the broker did not take the message",
                                   secret=self._secret, default=PublishFailed)  # fmt: skip
                 batch.future.set_exception(error)
@@ -194,6 +209,7 @@ class AsyncProducer:
         if self._closing.is_set():
             return
         await asyncio.to_thread(self._producer.flush, REQUEST_TIMEOUT_S)
+        await asyncio.gather(*self._retiring)
         self._closing.set()
         await asyncio.to_thread(self._thread.join, REQUEST_TIMEOUT_S)
         # Whatever was not confirmed by now never will be: fail its publishers.
@@ -205,3 +221,9 @@ def _drain(producer: Producer) -> None:
     """Fail every record the producer still holds (their batches resolve with errors)."""
     producer.purge()
     producer.poll(0)
+
+
+def _retire(producer: Producer) -> None:
+    """Let a replaced producer deliver what it can within the publish timeout."""
+    producer.flush(PUBLISH_TIMEOUT_MS / 1000)
+    _drain(producer)
