@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from conveyor.queues.kafka.ledger import Ledger
 from conveyor.queues.kafka.offsets import OffsetTracker
 from conveyor.queues.kafka.records import HEADER_DELIVERIES, HEADER_NOT_BEFORE, Record
@@ -107,3 +110,18 @@ def test_revoked_partitions_are_forgotten() -> None:
     settled = [ledger.settle(lease.receipt) is not None for lease in leases]
     assert sorted(settled) == [False, True]
     assert ledger.to_commit() == {P0: 1}
+
+
+@given(st.permutations(range(20)), st.integers(min_value=0, max_value=20))
+def test_the_commit_never_passes_an_unsettled_record(order: list[int], done: int) -> None:
+    tracker = OffsetTracker()
+    for offset in range(20):
+        tracker.received(P0, offset)
+    settled = set(order[:done])
+    for offset in order[:done]:
+        tracker.settle(P0, offset)
+    position = tracker.position(P0)
+    unsettled = [o for o in range(20) if o not in settled]
+    # Everything before the position is settled; the position is the first open record.
+    assert position == (unsettled[0] if unsettled else 20)
+    assert tracker.held() == len([o for o in settled if o > (position or 0)])

@@ -86,6 +86,8 @@ class AsyncProducer:
 
     async def send_all(self, records: list[Outgoing]) -> list[Position]:
         """Produce records and wait until the broker acknowledged them all."""
+        if not records:
+            return []
         if self.fatal is not None or self.stale is not None or self.down_since is not None:
             await self._recover()
         batch = _Batch(self._loop.create_future(), len(records))
