@@ -79,6 +79,8 @@ class KafkaBackend:
         self._producer: AsyncProducer | None = None
         self._cluster: Cluster | None = None
         self._dead: DeadLetters | None = None
+        #: Why an auxiliary topic (retry, dead letters) is missing, if it is.
+        self._missing_topic: str | None = None
         self._closed = False
 
     async def open(self) -> None:
@@ -107,7 +109,14 @@ class KafkaBackend:
             needed[self.config.dlq_topic] = 1
         for topic, count in needed.items():
             if topic not in topics:
-                await self.cluster.create(topic, count)
+                try:
+                    await self.cluster.create(topic, count)
+                except BackendError as exc:
+                    # Publishing does not need it; workers do (see `receive`).
+                    self._missing_topic = (
+                        f"{exc.message}. Workers need it for retries and dead letters: "
+                        "create it, or allow Conveyor's user to create topics"
+                    )
 
     @property
     def producer(self) -> AsyncProducer:
@@ -178,6 +187,8 @@ class KafkaBackend:
         self._consumer.start()
 
     async def receive(self, max_messages: int, *, wait_s: float = 0) -> list[Delivery]:
+        if self._missing_topic is not None:
+            raise BackendError(self._missing_topic)
         self._consuming()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
@@ -266,7 +277,7 @@ class KafkaBackend:
         for topic in (self.config.topic, self.config.retry_topic):
             partitions = topics.get(topic, 0)
             if partitions:
-                lag += await self._lag(topic, partitions)
+                lag += await self.cluster.lag(self.config.group, topic, partitions)
         dead = await self.dead.count() if self.queue.options.dead_letter else 0
         if self._consumer is None:
             return QueueStats(ready=lag, in_flight=None, dead=dead, delayed=None)
@@ -274,17 +285,12 @@ class KafkaBackend:
         ready = max(lag - counts.leased - counts.delayed - counts.held, 0)
         return QueueStats(ready=ready, in_flight=counts.leased, dead=dead, delayed=counts.delayed)
 
-    async def _lag(self, topic: str, partitions: int) -> int:
-        committed = await self.cluster.committed(self.config.group, topic, partitions)
-        if len(committed) < partitions:
-            committed = {**await self.cluster.starts(topic, partitions), **committed}
-        ends = await self.cluster.ends(topic, partitions)
-        return sum(max(end - committed.get(p, 0), 0) for p, end in ends.items())
-
     async def check(self) -> CheckResult:
         try:
             if self._closed:
                 raise BackendError("this Kafka backend is closed")
+            if self._missing_topic is not None:
+                raise BackendError(self._missing_topic)
             topics = await self.cluster.topics()
             for topic in (self.config.topic, self.config.retry_topic):
                 if topic not in topics:

@@ -148,6 +148,15 @@ class Cluster:
         _, ends = await self.read(topic, dict.fromkeys(range(partitions), OFFSET_END), keep=False)
         return ends
 
+    async def lag(self, group: str, topic: str, partitions: int) -> int:
+        """Records of `topic` the group has not committed past (from the oldest stored
+        record where it has no offset yet)."""
+        committed = await self.committed(group, topic, partitions)
+        if len(committed) < partitions:
+            committed = {**await self.starts(topic, partitions), **committed}
+        ends = await self.ends(topic, partitions)
+        return sum(max(end - committed.get(p, 0), 0) for p, end in ends.items())
+
     async def read(
         self, topic: str, starts: Offsets, *, keep: bool = True
     ) -> tuple[list[Record], Offsets]:
