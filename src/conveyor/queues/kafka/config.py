@@ -75,6 +75,8 @@ class KafkaConfig:
             "logger": log,
             "socket.connection.setup.timeout.ms": int(REQUEST_TIMEOUT_S * 1000),
             "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+            # Brokers close idle connections; librdkafka reconnects without a fuss.
+            "log.connection.close": False,
             **self.security,
         }
 
