@@ -114,3 +114,24 @@ async def test_a_slow_handler_keeps_its_partition(
     # The ack was committed: the next member of the group has nothing to do.
     successor = await open_backend()
     await nothing_within(successor, 6)
+
+
+async def test_a_rebalance_lets_running_handlers_finish(open_backend: Open) -> None:
+    """A member joining takes partitions away; a handler that finishes within the grace
+    period still settles its message, and the new owner does not get it again."""
+    first = await open_backend(visibility_timeout_s=60)
+    await first.publish(OutgoingMessage(body=body(1)))
+    (delivery,) = await receive(first, 1, timeout_s=30)
+
+    second = await open_backend(visibility_timeout_s=60)
+
+    async def second_member() -> list[Any]:
+        got: list[Any] = []
+        for _ in range(12):
+            got += await second.receive(10, wait_s=1)
+        return got
+
+    joining = asyncio.create_task(second_member())
+    await asyncio.sleep(3)  # the group is rebalancing: the first member is giving back
+    assert await first.ack(delivery)
+    assert await joining == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: Records held in memory (waiting, leased or delayed) before fetching pauses.
 MAX_HELD = 2_000
+#: On a rebalance, how long handlers of the partitions taken away may still finish
+#: (and have their offsets committed) before their messages go to the new owner.
+REVOKE_GRACE_S = 5.0
 #: Records per fetch hand-over, and how long one poll waits.
 BATCH = 500
 POLL_S = 0.1
@@ -146,6 +150,10 @@ class GroupConsumer:
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        deadline = time.monotonic() + REVOKE_GRACE_S
+        while self._ledger.leased_in(revoked) and time.monotonic() < deadline:
+            if self._stop.wait(0.05):
+                break
         self._commit(asynchronous=False, only=revoked)
         self._ledger.drop(revoked)
         self._reassigned = True

@@ -150,6 +150,16 @@ class Ledger:
                 self._reschedule(receipt.key, entry, self.clock())
             return entry is not None
 
+    def leased_in(self, partitions: set[Partition]) -> int:
+        """Records of these partitions that a handler holds right now."""
+        with self._lock:
+            now = self.clock()
+            return sum(
+                1
+                for key, entry in self._entries.items()
+                if (key[0], key[1]) in partitions and entry.token and entry.visible_at > now
+            )
+
     def drop(self, partitions: set[Partition]) -> None:
         """The partitions went to another consumer: forget their records and leases."""
         with self._lock:
