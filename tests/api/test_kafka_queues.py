@@ -81,6 +81,29 @@ async def test_publish_by_id_and_by_name_lands_in_the_topic(
         assert f"{record.partition()}:{record.offset()}" == answer.json()["sqs-id"]
 
 
+async def test_publish_batch_lands_in_order(
+    client: httpx.AsyncClient, platform: Platform, admin: dict[str, str], topics: list[str]
+) -> None:
+    name = fresh_name("batch")
+    topics.append(name)
+    queue = await create_queue(
+        client, admin, name, options={"create_if_missing": True, "partitions": 1}
+    )
+    publisher = await bearer(platform, "publish")
+    sent = [{"handler": "ship", "order": n} for n in range(5)]
+    answer = await client.post(
+        f"/api/v1/zstorage/queue/{queue['id']}/publish-batch",
+        json={"messages": sent},
+        headers=publisher,
+    )
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    positions = [r["sqs-id"] for r in results]
+    assert positions == [f"0:{int(positions[0].split(':')[1]) + n}" for n in range(5)]
+    records = read_back(name, positions)
+    assert [orjson.loads(r.value()) for r in records] == sent
+
+
 async def test_check_is_ok_for_a_good_queue_and_names_a_missing_topic(
     client: httpx.AsyncClient, platform: Platform, admin: dict[str, str], topics: list[str]
 ) -> None:

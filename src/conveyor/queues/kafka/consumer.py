@@ -3,8 +3,9 @@
 The thread never waits on handlers: it polls all the time (so the group never sees a
 silent member and rebalances, however slow the handlers), moves records into the
 `Ledger`, pauses fetching while the ledger is full, and commits each partition's
-watermark as handlers settle records. On a rebalance it commits what it may and
-forgets the records of the partitions it lost: their new owner reads them again.
+watermark as handlers settle records. On a rebalance it gives the handlers of the
+partitions taken away a short grace to settle, commits what it may, and forgets the
+rest: the new owner of those partitions reads them again.
 """
 
 from __future__ import annotations
