@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from conveyor.exceptions import ConnectionFailed, PublishFailed
+from conveyor.exceptions import ConnectionFailed, PublishFailed, ValidationError
 from conveyor.queues.kafka.config import KafkaConfig, bootstrap_servers
 from conveyor.queues.kafka.errors import map_errors
-from conveyor.queues.model import Credentials
+from conveyor.queues.model import Credentials, QueueType, check_url
 from tests.kafka.support import kafka_queue
 
 
@@ -53,3 +53,10 @@ def test_errors_are_translated_and_never_show_the_password() -> None:
         raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
     with pytest.raises(PublishFailed), map_errors("cannot publish", default=PublishFailed):
         raise BufferError("Local: Queue full")
+
+
+def test_credentials_in_a_kafka_url_do_not_hide_a_private_host() -> None:
+    with pytest.raises(ValidationError, match="not allowed"):
+        check_url(QueueType.KAFKA, "kafka://ana:s3cret@127.0.0.1:9092", deny_private=True)
+    url = "kafka://ana:s3cret@broker.example.com:9092"
+    assert check_url(QueueType.KAFKA, url, deny_private=True) == url

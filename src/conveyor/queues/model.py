@@ -160,7 +160,8 @@ def _kafka_hosts(url: str) -> list[str]:
     servers = url.removeprefix("kafka://")
     hosts = []
     for server in servers.split(","):
-        host, sep, port = server.strip().rpartition(":")
+        # Credentials in the URL (`kafka://user:pass@host:port`) are no part of the host.
+        host, sep, port = server.strip().rpartition("@")[2].rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise field_error("url", "Kafka bootstrap servers look like host:port[,host:port]")
         hosts.append(host.strip("[]"))
