@@ -172,7 +172,11 @@ class KafkaBackend:
     # -- consuming ----------------------------------------------------------------
 
     def _consuming(self) -> None:
-        if self._consumer is not None:
+        consumer = self._consumer
+        if consumer is not None and consumer.failure is not None:
+            self._consumer = None  # the next receive starts a new member
+            raise BackendError(f"the Kafka consumer stopped: {consumer.failure}")
+        if consumer is not None:
             return
         if self._closed:
             raise BackendError("this Kafka backend is closed")

@@ -53,6 +53,8 @@ class GroupConsumer:
         self._stop = threading.Event()
         self._paused = False
         self._reassigned = False
+        #: Why the consumer thread ended on its own, if it did.
+        self.failure: str | None = None
         with map_errors("cannot configure the Kafka consumer", secret=secret):
             self._consumer = Consumer(
                 {**config, "error_cb": self._on_error, "on_commit": self._on_commit}
@@ -79,7 +81,8 @@ class GroupConsumer:
             )
             while not self._stop.is_set():
                 self._step()
-        except Exception:
+        except Exception as exc:
+            self.failure = describe(exc, secret=self._secret)
             log.exception("the Kafka consumer stopped")
         finally:
             self._commit(asynchronous=False)
@@ -89,8 +92,8 @@ class GroupConsumer:
                 log.warning("closing the Kafka consumer: %s", describe(exc, secret=self._secret))
 
     def _step(self) -> None:
-        self._flow()
         try:
+            self._flow()
             messages = self._consumer.consume(BATCH, POLL_S)
         except KafkaException as exc:
             log.warning("Kafka consume failed: %s", describe(exc, secret=self._secret))
