@@ -141,12 +141,14 @@ class KafkaBackend:
             return
         self._closed = True
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await asyncio.to_thread(consumer.stop, REQUEST_TIMEOUT_S * 2)
-        if self._producer is not None:
-            await self._producer.close()
-        if self._cluster is not None:
-            await self._cluster.close()
+        try:
+            if consumer is not None:
+                await asyncio.to_thread(consumer.stop, REQUEST_TIMEOUT_S * 2)
+            if self._producer is not None:
+                await self._producer.close()
+        finally:
+            if self._cluster is not None:
+                await self._cluster.close()
 
     # -- publishing ---------------------------------------------------------------
 

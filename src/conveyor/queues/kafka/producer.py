@@ -210,13 +210,17 @@ class AsyncProducer:
         """Wait (bounded) for records in flight, then stop the delivery thread."""
         if self._closing.is_set():
             return
-        await asyncio.to_thread(self._producer.flush, REQUEST_TIMEOUT_S)
-        await asyncio.gather(*self._retiring)
-        self._closing.set()
-        await asyncio.to_thread(self._thread.join, REQUEST_TIMEOUT_S)
-        # Whatever was not confirmed by now never will be: fail its publishers.
-        _drain(self._producer)
-        self._hand_over()
+        try:
+            with map_errors("closing the Kafka producer", secret=self._secret):
+                await asyncio.to_thread(self._producer.flush, REQUEST_TIMEOUT_S)
+                await asyncio.gather(*self._retiring)
+        finally:
+            self._closing.set()
+            await asyncio.to_thread(self._thread.join, REQUEST_TIMEOUT_S)
+            # Whatever was not confirmed by now never will be: fail its publishers.
+            with map_errors("closing the Kafka producer", secret=self._secret):
+                _drain(self._producer)
+            self._hand_over()
 
 
 def _drain(producer: Producer) -> None:
