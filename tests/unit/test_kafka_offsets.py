@@ -125,3 +125,13 @@ def test_the_commit_never_passes_an_unsettled_record(order: list[int], done: int
     # Everything before the position is settled; the position is the first open record.
     assert position == (unsettled[0] if unsettled else 20)
     assert tracker.held() == len([o for o in settled if o > (position or 0)])
+
+
+def test_the_ledger_counts_the_bytes_it_holds() -> None:
+    ledger = Ledger(clock=Clock())
+    ledger.add([record(0), record(1), record(0, 1)], now_ms=0)
+    assert ledger.held_bytes == 6
+    first, *_ = ledger.take(1, lease_s=5)
+    ledger.settle(first.receipt)
+    ledger.drop({P1})
+    assert ledger.held_bytes == 2 and len(ledger) == 1

@@ -103,6 +103,8 @@ class KafkaConfig:
             "session.timeout.ms": self.session_timeout_ms,
             "heartbeat.interval.ms": max(self.session_timeout_ms // 3, 100),
             "fetch.wait.max.ms": 100,
+            # librdkafka's own prefetch, on top of what the ledger holds.
+            "queued.max.messages.kbytes": 16_384,
             "allow.auto.create.topics": False,
         }
 

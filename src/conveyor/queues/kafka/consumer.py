@@ -26,8 +26,9 @@ from conveyor.queues.kafka.records import Record
 
 log = logging.getLogger(__name__)
 
-#: Records held in memory (waiting, leased or delayed) before fetching pauses.
+#: Records (and bytes) held in memory, waiting, leased or delayed, before fetching pauses.
 MAX_HELD = 2_000
+MAX_HELD_BYTES = 64 * 1024 * 1024
 #: On a rebalance, how long handlers of the partitions taken away may still finish
 #: (and have their offsets committed) before their messages go to the new owner.
 REVOKE_GRACE_S = 5.0
@@ -112,7 +113,7 @@ class GroupConsumer:
 
     def _flow(self) -> None:
         """Pause fetching while the ledger is full; resume when there is room."""
-        full = len(self._ledger) >= MAX_HELD
+        full = len(self._ledger) >= MAX_HELD or self._ledger.held_bytes >= MAX_HELD_BYTES
         if full == self._paused and not self._reassigned:
             return
         assignment = self._consumer.assignment()

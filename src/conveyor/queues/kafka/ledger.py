@@ -71,6 +71,8 @@ class Ledger:
         self._heap: list[tuple[float, int, RecordKey, int]] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
+        #: Bytes of the record values held.
+        self.held_bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -88,6 +90,7 @@ class Ledger:
                 key = (record.topic, record.partition, record.offset)
                 self._entries[key] = entry
                 self._push(key, entry)
+                self.held_bytes += len(record.value)
                 added += 1
         return added
 
@@ -124,6 +127,7 @@ class Ledger:
             if entry is None:
                 return None
             del self._entries[receipt.key]
+            self.held_bytes -= len(entry.record.value)
             self.offsets.settle(receipt.partition, receipt.key[2])
             return entry.record
 
@@ -164,7 +168,7 @@ class Ledger:
         """The partitions went to another consumer: forget their records and leases."""
         with self._lock:
             for key in [k for k in self._entries if (k[0], k[1]) in partitions]:
-                del self._entries[key]
+                self.held_bytes -= len(self._entries.pop(key).record.value)
             self.offsets.forget(partitions)
 
     def to_commit(self, partitions: set[Partition] | None = None) -> dict[Partition, int]:
