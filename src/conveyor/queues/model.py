@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,16 @@ class QueueOptions(BaseModel):
     dead_letter: bool = True
     #: Create the broker's queue/topic when missing (Kafka, SQS).
     create_if_missing: bool = False
+    #: Kafka: the consumer group of the queue's workers (default `conveyor.<queue name>`).
+    consumer_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    #: Kafka: partitions of the topics Conveyor creates.
+    partitions: int = Field(default=3, ge=1, le=10_000)
+    #: Kafka: a worker silent this long leaves the group and its partitions move on.
+    session_timeout_s: float = Field(default=10, ge=6, le=1800)
+    #: Kafka: the SASL mechanism used when the queue has a username.
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    #: Kafka: connect with TLS.
+    tls: bool = False
 
     @classmethod
     def parse(cls, values: dict[str, Any] | None) -> QueueOptions:
@@ -159,7 +169,8 @@ def _kafka_hosts(url: str) -> list[str]:
     servers = url.removeprefix("kafka://")
     hosts = []
     for server in servers.split(","):
-        host, sep, port = server.strip().rpartition(":")
+        # Credentials in the URL (`kafka://user:pass@host:port`) are no part of the host.
+        host, sep, port = server.strip().rpartition("@")[2].rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise field_error("url", "Kafka bootstrap servers look like host:port[,host:port]")
         hosts.append(host.strip("[]"))
