@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse
 from conveyor import __version__
 from conveyor.api import errors
 from conveyor.api.middleware import AccessLog, RequestGuard
-from conveyor.api.routes import health, keys, publish, queues, storage, workers
+from conveyor.api.routes import health, keys, links, publish, queues, storage, workers
 from conveyor.config import Settings
 from conveyor.platform import Platform
 from conveyor.web import create_web_app
@@ -41,6 +41,7 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(publish.router)
     app.include_router(storage.router)
+    app.include_router(links.router)
     app.include_router(workers.router)
 
     @app.get("/admin", include_in_schema=False)

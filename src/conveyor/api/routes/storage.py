@@ -12,7 +12,10 @@ from conveyor.api.auth import platform_of, require
 from conveyor.api.responses import Json
 from conveyor.exceptions import InvalidJson, UnsupportedMediaType, ValidationError
 from conveyor.keys import ApiKey, Scope
+from conveyor.links import table_links
+from conveyor.platform import Platform
 from conveyor.storage import Storage
+from conveyor.storage.model import TableDef
 
 router = APIRouter(prefix="/api/v1/zstorage", tags=["zstorage"], default_response_class=Json)
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
@@ -61,6 +64,21 @@ BODY = {
 }
 
 
+async def with_links(platform: Platform, table: TableDef) -> dict[str, Any]:
+    """The table's definition plus its links to queues."""
+    body = table.to_json()
+    body["links"] = [
+        {
+            "queue": link.queue_id,
+            "events": sorted(link.events, key=["create", "update", "delete"].index),
+            "handler": link.handler,
+            "mode": link.mode.value,
+        }
+        for link in await platform.links.all(table.name)
+    ]
+    return body
+
+
 @router.get("/tables", summary="List tables")
 async def list_tables(request: Request, _: Admin) -> Json:
     tables = await storage(request).tables.list()
@@ -69,24 +87,40 @@ async def list_tables(request: Request, _: Admin) -> Json:
 
 @router.post("/tables", status_code=201, summary="Create a table", openapi_extra=BODY)
 async def create_table(request: Request, body: JsonObject, _: Admin) -> Json:
-    return Json((await storage(request).tables.create(body)).to_json(), status_code=201)
+    platform = platform_of(request)
+    links = body.pop("links", None)
+    parsed = await table_links.parse(platform.queues, str(body.get("name")), links or [])
+    table = await platform.storage.tables.create(body)
+    await table_links.apply(platform.links, table.name, parsed, replace=False)
+    return Json(await with_links(platform, table), status_code=201)
 
 
 @router.get("/tables/{table}", summary="A table's definition")
 async def get_table(request: Request, table: str, _: Admin) -> Json:
-    return Json((await storage(request).tables.get(table)).to_json())
+    platform = platform_of(request)
+    return Json(await with_links(platform, await platform.storage.tables.get(table)))
 
 
 @router.patch(
     "/tables/{table}", summary="Change a table's label or description", openapi_extra=BODY
 )
 async def update_table(request: Request, table: str, body: JsonObject, _: Admin) -> Json:
-    return Json((await storage(request).tables.update(table, body)).to_json())
+    platform = platform_of(request)
+    links = body.pop("links", None)
+    parsed = await table_links.parse(platform.queues, table, links) if links is not None else None
+    updated = await platform.storage.tables.update(table, body) if body else None
+    if parsed is not None:
+        await platform.storage.tables.get(table)
+        await table_links.apply(platform.links, table, parsed, replace=True)
+    return Json(await with_links(platform, updated or await platform.storage.tables.get(table)))
 
 
 @router.delete("/tables/{table}", status_code=204, summary="Delete a table and its records")
 async def delete_table(request: Request, table: str, _: Admin, force: Force = False) -> Response:
-    await storage(request).tables.delete(table, force=force)
+    platform = platform_of(request)
+    await platform.storage.tables.delete(table, force=force)
+    for link in await platform.links.all(table):
+        await platform.links.delete(table, link.queue_id)
     return Response(status_code=204)
 
 
