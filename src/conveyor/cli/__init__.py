@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli import keys, queues, serve, users, worker
+from conveyor.cli import keys, queues, relay, serve, users, worker
 
 app = typer.Typer(
     name="conveyor",
@@ -19,6 +19,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(queues.app, name="queues")
 app.command()(queues.publish)
+app.command()(relay.relay)
 
 
 def main() -> None:

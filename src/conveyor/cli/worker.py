@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.common import err, load_settings, run
+from conveyor.cli.common import fail, load_settings, run
 from conveyor.config import Settings
 from conveyor.exceptions import ConfigurationError
 from conveyor.platform import Platform
@@ -60,8 +60,7 @@ def worker(
     try:
         registry = load_handlers(handlers)
     except ConfigurationError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
+        raise fail(exc.message, 2) from None
     options = WorkerOptions(
         concurrency=concurrency,
         prefetch=prefetch,
@@ -85,7 +84,8 @@ async def _work(
     except BaseException:
         await platform.db.close()
         raise
-    async with platform:
+    await platform.open(relay=False)  # the outbox relay runs in `serve` or `relay`
+    try:
         queues = [await platform.queues.find(ref) for ref in dict.fromkeys(refs)]
         for queue in queues:
             if queue.type is not QueueType.EMBEDDED:
@@ -94,6 +94,8 @@ async def _work(
         with graceful_stop(worker.stop):
             await worker.run()
         return worker
+    finally:
+        await platform.close()
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from conveyor.storage.records import Records
+
 if TYPE_CHECKING:
     import httpx
 
@@ -107,12 +109,12 @@ class Context:
         return self._batteries.platform.settings
 
     @property
-    def storage(self) -> Any:
-        """The ZStorage records API: not part of this version of Conveyor yet."""
-        raise NotImplementedError(
-            "context.storage (the ZStorage records API) is not available in this version "
-            "of Conveyor yet; until it is, use context.http or context.publish"
-        )
+    def storage(self) -> Records:
+        """The ZStorage records API: `await context.storage.create("table", {...})`,
+        `.get(table, id)`, `.update(table, id, {...})`, `.delete(table, id)`,
+        `.query(table, [("field[gte]", "18"), ("sort", "-field")])`. Writes run the
+        same validation and table→queue links as the HTTP API."""
+        return self._batteries.platform.storage.records
 
     async def publish(self, queue: str, payload: Mapping[str, Any]) -> dict[str, str]:
         """Publish a JSON object to a registered queue (by name or id); the API's answer."""

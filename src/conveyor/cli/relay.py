@@ -1,0 +1,47 @@
+"""`conveyor relay`: the outbox relay on its own, for deployments that want it apart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from conveyor.cli.common import load_settings, out, run
+from conveyor.config import Settings
+from conveyor.platform import Platform
+
+log = logging.getLogger("conveyor.relay")
+
+
+def relay() -> None:
+    """Publish committed outbox rows to their queues until SIGTERM or Ctrl-C.
+
+    Any number of relays may run (each `conveyor serve` runs one unless
+    CONVEYOR_RELAY_ENABLED=false): rows are claimed under leases, so none is sent twice
+    in normal operation.
+    """
+    settings = load_settings()
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("conveyor").setLevel(settings.log_level.upper())
+    run(_relay(settings))
+
+
+async def _relay(settings: Settings) -> None:
+    platform = Platform(settings)
+    try:
+        await platform.migrate()
+    except BaseException:
+        await platform.db.close()
+        raise
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    await platform.open(relay=True)
+    out.print(f"Outbox relay {platform.relay.id} running; Ctrl-C to stop.")
+    try:
+        await stopped.wait()
+    finally:
+        await platform.close()
+    out.print("Outbox relay stopped.")
