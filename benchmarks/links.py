@@ -1,0 +1,212 @@
+"""Record writes with a table→queue link vs without, and commit→broker latency.
+
+1. Writes/s: record creates through the records service (20 concurrent writers) on a
+   table with no link, a link to an embedded queue, and a link to a RabbitMQ queue
+   (outbox mode, relay running), same run, SQLite and PostgreSQL.
+2. Latency: at half the maximum linked write rate, the time from a write's commit to
+   its message arriving at a consumer reading RabbitMQ with aio-pika (p50/p99).
+
+Needs RabbitMQ (CONVEYOR_TEST_RABBITMQ_URL, default amqp://guest:guest@127.0.0.1:5672/)
+and PostgreSQL (CONVEYOR_TEST_POSTGRES_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aio_pika
+import asyncpg
+import orjson
+
+from conveyor.config import Settings
+from conveyor.links.model import LinkSpec
+from conveyor.platform import Platform
+
+RABBITMQ_URL = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get(
+    "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+WRITERS = 20
+TABLE = {
+    "fields": [
+        {"name": "nome", "type": "text", "required": True},
+        {"name": "idade", "type": "integer"},
+        {"name": "email", "type": "email"},
+    ]
+}
+
+
+@asynccontextmanager
+async def platform_on(database: str) -> AsyncIterator[Platform]:
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides: dict[str, Any] = {"data_dir": tmp, "secret_key": "bench"}
+        schema = None
+        if database == "SQLite":
+            overrides["database_url"] = f"sqlite:///{tmp}/bench.db"
+        else:
+            schema = f"bench_{secrets.token_hex(4)}"
+            conn = await asyncpg.connect(POSTGRES_URL)
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+            await conn.close()
+            overrides |= {"database_url": POSTGRES_URL, "database_schema": schema}
+        platform = Platform(Settings(_env_file=None, **overrides).resolved())  # type: ignore[call-arg]
+        await platform.migrate()
+        await platform.open()
+        try:
+            yield platform
+        finally:
+            await platform.close()
+            if schema:
+                conn = await asyncpg.connect(POSTGRES_URL)
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                await conn.close()
+
+
+async def rabbit_queue(platform: Platform, name: str) -> str:
+    queue = await platform.queues.create(
+        {
+            "name": name,
+            "type": "rabbitmq",
+            "url": "amqp://127.0.0.1:5672/",
+            "username": "guest",
+            "password": "guest",
+        }
+    )
+    await platform.backends.get(queue)
+    return queue.id
+
+
+async def write_rate(platform: Platform, table: str, seconds: float) -> float:
+    stop = time.perf_counter() + seconds
+    count = 0
+
+    async def writer(n: int) -> None:
+        nonlocal count
+        i = 0
+        while time.perf_counter() < stop:
+            await platform.storage.records.create(
+                table, {"nome": f"w{n}-{i}", "idade": 30, "email": f"w{n}.{i}@example.com"}
+            )
+            count += 1
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(n) for n in range(WRITERS)))
+    return count / (time.perf_counter() - started)
+
+
+async def drain_outbox(platform: Platform) -> None:
+    while (await platform.outbox.counts())["pending"]:  # noqa: ASYNC110 - polling the database
+        await asyncio.sleep(0.2)
+
+
+async def latency(
+    platform: Platform, table: str, queue_name: str, rate: float, seconds: float
+) -> list[float]:
+    """Writes paced at `rate`; per message, commit → arrival at an aio-pika consumer (ms)."""
+    committed: dict[int, float] = {}
+    arrived: dict[int, float] = {}
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    channel = await connection.channel()
+    queue = await channel.get_queue(queue_name)
+    await queue.purge()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        arrived[orjson.loads(message.body)["record"]["id"]] = time.perf_counter()
+        await message.ack()
+
+    tag = await queue.consume(on_message)
+    interval = 1 / rate
+    start = time.perf_counter()
+    n = 0
+    tasks = []
+
+    async def one(i: int) -> None:
+        record = await platform.storage.records.create(
+            table, {"nome": f"l{i}", "idade": 30, "email": f"l{i}@example.com"}
+        )
+        committed[record["id"]] = time.perf_counter()
+
+    while time.perf_counter() - start < seconds:
+        tasks.append(asyncio.create_task(one(n)))
+        n += 1
+        await asyncio.sleep(max(0, start + n * interval - time.perf_counter()))
+    await asyncio.gather(*tasks)
+    deadline = time.perf_counter() + 30
+    while len(arrived) < len(committed) and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await queue.cancel(tag)
+    await connection.close()
+    return [(arrived[i] - committed[i]) * 1000 for i in committed if i in arrived]
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+async def run_database(database: str, seconds: float) -> list[str]:
+    lines = []
+    async with platform_on(database) as platform:
+        names = {"plain": "bench_plain", "embedded": "bench_embedded", "rabbitmq": "bench_rabbit"}
+        for name in names.values():
+            await platform.storage.tables.create({"name": name, **TABLE})
+        embedded = await platform.queues.create(
+            {"name": f"bench-emb-{secrets.token_hex(3)}", "type": "embedded"}
+        )
+        rabbit_name = f"bench-links-{secrets.token_hex(3)}"
+        rabbit_id = await rabbit_queue(platform, rabbit_name)
+        await platform.links.put(
+            names["embedded"], embedded.id, LinkSpec.parse(names["embedded"], {})
+        )
+        await platform.links.put(
+            names["rabbitmq"], rabbit_id, LinkSpec.parse(names["rabbitmq"], {})
+        )
+        rates = {}
+        for label, table in names.items():
+            await write_rate(platform, table, 1)  # warm up
+            rates[label] = await write_rate(platform, table, seconds)
+            await drain_outbox(platform)
+        for label, rate in rates.items():
+            ratio = rate / rates["plain"]
+            what = f"writes, link to {label}" if label != "plain" else "writes, no link"
+            lines.append(f"{database:10} {what:34} {rate:9.0f}/s  {ratio:5.2f}x")
+        half = rates["rabbitmq"] / 2
+        samples = await latency(platform, names["rabbitmq"], rabbit_name, half, seconds)
+        p50, p99 = percentile(samples, 50), percentile(samples, 99)
+        lines.append(
+            f"{database:10} {'commit -> RabbitMQ consumer':34} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
+            f"  (at {half:.0f} writes/s, {len(samples)} messages)"
+        )
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        channel = await connection.channel()
+        for suffix in ("", ".dlq"):
+            await channel.queue_delete(rabbit_name + suffix)
+        await connection.close()
+    return lines
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5)
+    args = parser.parse_args()
+    lines = []
+    for database in ("SQLite", "PostgreSQL"):
+        lines += await run_database(database, args.seconds)
+    print(
+        f"\n{WRITERS} concurrent writers, {args.seconds:g} s per measurement"
+        " (goal: link >= 0.7x no link; p99 <= 50 ms)\n"
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
