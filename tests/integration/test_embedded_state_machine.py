@@ -80,17 +80,20 @@ class EmbeddedQueueMachine(RuleBasedStateMachine):
 
     @rule(limit=st.integers(1, 4))
     def claim(self, limit: int) -> None:
-        for m in self.model.values():  # crash loops are buried before claiming
-            if not m.dead and m.lease and m.visible_at <= self.now and m.attempt >= MAX_ATTEMPTS:
-                m.dead, m.lease = True, None
-        visible = sorted(
-            (
+        def visible() -> list[str]:
+            ready = [
                 (m.visible_at, m.seq, i)
                 for i, m in self.model.items()
                 if not m.dead and m.visible_at <= self.now
-            )
-        )
-        expected = {i for _, _, i in visible[:limit]}
+            ]
+            return [i for _, _, i in sorted(ready)[:limit]]
+
+        # Crash loops among the candidates are buried first, then the claim looks again.
+        for i in visible():
+            m = self.model[i]
+            if m.lease and m.attempt >= MAX_ATTEMPTS:
+                m.dead, m.lease = True, None
+        expected = set(visible())
         got = self.run(self.backend.receive(limit))
         assert {d.id for d in got} == expected
         for delivery in got:
