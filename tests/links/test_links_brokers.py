@@ -89,7 +89,7 @@ async def test_linked_writes_reach_kafka(platform: Platform) -> None:
         assert len({r.backend_id.split(":")[0] for r in rows if r.record_id == str(ana["id"])}) == 1  # type: ignore[union-attr]
     finally:
         await platform.backends.discard(queue.id)
-        kafka.delete_topics(name, f"{name}.retry", f"{name}.dlq")
+        kafka.delete_topics(name)
 
 
 @pytest.mark.sqs
