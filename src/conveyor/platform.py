@@ -66,6 +66,7 @@ class Platform:
             self.activity,
         )
         self.link_hook = LinkHook(
+            links=self.links,
             queues=self.queues,
             backends=self.backends,
             embedded=self.embedded,

@@ -27,7 +27,14 @@ from tests.tcp_proxy import TcpProxy
 
 @dataclass(frozen=True)
 class FakeTable:
+    """What the write hook sees of a ZStorage table."""
+
     name: str
+    version: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"id-{self.name}"
 
 
 TABLE = FakeTable("estudante")

@@ -29,7 +29,14 @@ pytestmark = pytest.mark.rabbitmq
 
 @dataclass(frozen=True)
 class Table:
+    """What the write hook sees of a ZStorage table."""
+
     name: str
+    version: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"id-{self.name}"
 
 
 @dataclass(frozen=True)

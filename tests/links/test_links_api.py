@@ -8,6 +8,7 @@ import httpx
 import orjson
 import pytest
 
+from conveyor.links.model import LinkSpec
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
 from tests.conftest import bearer
@@ -227,3 +228,25 @@ async def test_outbox_listing_filters_and_retry(
         "next_cursor": None,
         "counts": {"pending": 0, "sent": 0, "failed": 0},
     }
+
+
+@pytest.mark.usefixtures("table")
+async def test_a_link_made_by_another_process_applies_to_the_next_write(
+    platform: Platform, queue: Queue
+) -> None:
+    """Each process caches a table's links for the table's version; changing a link
+    bumps the version, so another process sees it on its very next write."""
+    other = Platform(platform.settings)
+    try:
+        await platform.storage.records.create("estudante", {"nome": "before", "idade": 30})
+        await other.links.put(
+            "estudante", queue.id, LinkSpec.parse("estudante", {"events": ["create"]})
+        )
+        await platform.storage.records.create("estudante", {"nome": "after", "idade": 30})
+        (message,) = await messages_in(platform, queue, 1)
+        assert message["record"]["nome"] == "after"
+        await other.links.delete("estudante", queue.id)
+        await platform.storage.records.create("estudante", {"nome": "unlinked", "idade": 30})
+        assert (await (await platform.backends.connect(queue)).stats()).ready == 0
+    finally:
+        await other.close()

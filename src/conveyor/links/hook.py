@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +21,7 @@ from conveyor.exceptions import BackendError, ConveyorError
 from conveyor.links import messages
 from conveyor.links.model import Link, LinkMode
 from conveyor.links.outbox import OutboxStore, Status
-from conveyor.links.registry import LinkRegistry
+from conveyor.links.registry import LinkRegistry, VersionedTable
 from conveyor.links.relay import Relay
 from conveyor.queues.base import HEADER_MESSAGE_ID, OutgoingMessage, new_message_id, now_ms
 from conveyor.queues.embedded import EmbeddedStore
@@ -32,21 +32,18 @@ from conveyor.queues.registry import QueueRegistry
 Record = dict[str, Any]
 
 
-class NamedTable(Protocol):
-    @property
-    def name(self) -> str: ...
-
-
 class LinkHook:
     def __init__(
         self,
         *,
+        links: LinkRegistry,
         queues: QueueRegistry,
         backends: BackendPool,
         embedded: EmbeddedStore,
         relay: Relay,
         sync_timeout_s: float = 5.0,
     ) -> None:
+        self._links = links
         self._queues = queues
         self._backends = backends
         self._embedded = embedded
@@ -56,14 +53,12 @@ class LinkHook:
     async def __call__(
         self,
         conn: AsyncConnection,
-        table: NamedTable,
+        table: VersionedTable,
         event: str,
         record: Record | None,
         previous: Record | None,
     ) -> None:
-        links = [
-            link for link in await LinkRegistry.for_write(conn, table.name) if event in link.events
-        ]
+        links = [link for link in await self._links.for_write(conn, table) if event in link.events]
         rows = [await self._emit(conn, link, event, record, previous) for link in links]
         await OutboxStore.add(conn, rows)
 
@@ -75,7 +70,7 @@ class LinkHook:
         record: Record | None,
         previous: Record | None,
     ) -> dict[str, Any]:
-        queue = await self._queues.get(link.queue_id)
+        queue = await self._queues.get(link.queue_id, conn=conn)
         current = record if record is not None else previous or {}
         message_id = new_message_id()
         message = OutgoingMessage(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -122,20 +122,19 @@ class OutboxStore:
 
     async def mark_sent(self, relay_id: str, sent: Sequence[tuple[int, str]]) -> None:
         """Rows accepted by their backend, with the backend's message ids."""
-        now = self.clock()
+        statement = (
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"), outbox.c.claimed_by == relay_id)
+            .values(
+                status=Status.SENT.value,
+                sent_at=self.clock(),
+                backend_id=bindparam("backend"),
+                claimed_until=None,
+                last_error=None,
+            )
+        )
         async with self.db.write() as conn:
-            for row_id, backend_id in sent:
-                await conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row_id, outbox.c.claimed_by == relay_id)
-                    .values(
-                        status=Status.SENT.value,
-                        sent_at=now,
-                        backend_id=backend_id,
-                        claimed_until=None,
-                        last_error=None,
-                    )
-                )
+            await conn.execute(statement, [{"row_id": i, "backend": b} for i, b in sent])
 
     async def mark_attempt_failed(
         self,

@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from cachetools import TTLCache
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.crypto import SecretBox
 from conveyor.db import Database
@@ -115,8 +116,10 @@ class QueueRegistry:
         async with self._db.read() as conn:
             return [Queue.from_row(row) for row in await conn.execute(query)]
 
-    async def get(self, queue_id: str) -> Queue:
-        return await self._find("id", queue_id)
+    async def get(self, queue_id: str, *, conn: AsyncConnection | None = None) -> Queue:
+        """The queue; inside a transaction pass its `conn`, so the look-up needs no
+        second connection from the pool."""
+        return await self._find("id", queue_id, conn)
 
     async def get_by_name(self, name: str) -> Queue:
         return await self._find("name", name)
@@ -135,13 +138,17 @@ class QueueRegistry:
             token = (await conn.execute(query)).scalar_one_or_none()
         return Credentials(queue.username, self._box.decrypt(token) if token else None)
 
-    async def _find(self, column: str, value: str) -> Queue:
+    async def _find(self, column: str, value: str, conn: AsyncConnection | None = None) -> Queue:
         key = (column, value)
         if self._caching and key in self._cache:
             queue = self._cache[key]
         else:
-            async with self._db.read() as conn:
-                row = (await conn.execute(select(queues).where(queues.c[column] == value))).first()
+            query = select(queues).where(queues.c[column] == value)
+            if conn is not None:
+                row = (await conn.execute(query)).first()
+            else:
+                async with self._db.read() as own:
+                    row = (await own.execute(query)).first()
             queue = Queue.from_row(row) if row is not None else None
             if self._caching:
                 self._cache[key] = queue
