@@ -122,6 +122,8 @@ class OutboxStore:
 
     async def mark_sent(self, relay_id: str, sent: Sequence[tuple[int, str]]) -> None:
         """Rows accepted by their backend, with the backend's message ids."""
+        if not sent:
+            return
         statement = (
             update(outbox)
             .where(outbox.c.id == bindparam("row_id"), outbox.c.claimed_by == relay_id)
