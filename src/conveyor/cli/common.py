@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import typer
@@ -49,14 +49,24 @@ def load_settings() -> Settings:
 
 
 @asynccontextmanager
-async def admin_platform() -> AsyncIterator[Platform]:
-    """A platform for one admin command, with the database brought up to date first."""
-    platform = Platform(load_settings())
+async def running_platform(
+    settings: Settings | None = None, *, relay: bool | None = False, upkeep: bool = False
+) -> AsyncIterator[Platform]:
+    """A platform with the database brought up to date first; with `upkeep`, its
+    background tasks run too (and the outbox relay when `relay` says so)."""
+    platform = Platform(settings or load_settings())
     try:
         await platform.migrate()
+        if upkeep:
+            await platform.open(relay=relay)
         yield platform
     finally:
         await platform.close()
+
+
+def admin_platform() -> AbstractAsyncContextManager[Platform]:
+    """A platform for one admin command."""
+    return running_platform()
 
 
 def read_stdin_line() -> str:

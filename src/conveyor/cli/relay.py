@@ -7,9 +7,8 @@ import logging
 import signal
 import sys
 
-from conveyor.cli.common import load_settings, out, run
+from conveyor.cli.common import load_settings, out, run, running_platform
 from conveyor.config import Settings
-from conveyor.platform import Platform
 
 log = logging.getLogger("conveyor.relay")
 
@@ -28,20 +27,11 @@ def relay() -> None:
 
 
 async def _relay(settings: Settings) -> None:
-    platform = Platform(settings)
-    try:
-        await platform.migrate()
-    except BaseException:
-        await platform.db.close()
-        raise
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
-    await platform.open(relay=True)
-    out.print(f"Outbox relay {platform.relay.id} running; Ctrl-C to stop.")
-    try:
+    async with running_platform(settings, relay=True, upkeep=True) as platform:
+        out.print(f"Outbox relay {platform.relay.id} running; Ctrl-C to stop.")
         await stopped.wait()
-    finally:
-        await platform.close()
     out.print("Outbox relay stopped.")

@@ -9,10 +9,9 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.common import fail, load_settings, run
+from conveyor.cli.common import fail, load_settings, run, running_platform
 from conveyor.config import Settings
 from conveyor.exceptions import ConfigurationError
-from conveyor.platform import Platform
 from conveyor.queues.model import QueueType
 from conveyor.queues.pool import broker_factory
 from conveyor.worker.handlers import HandlerRegistry, load_handlers
@@ -78,14 +77,8 @@ def worker(
 async def _work(
     settings: Settings, refs: list[str], registry: HandlerRegistry, options: WorkerOptions
 ) -> Worker:
-    platform = Platform(settings)
-    try:
-        await platform.migrate()
-    except BaseException:
-        await platform.db.close()
-        raise
-    await platform.open(relay=False)  # the outbox relay runs in `serve` or `relay`
-    try:
+    # The outbox relay runs in `serve` or `relay`, not in workers.
+    async with running_platform(settings, relay=False, upkeep=True) as platform:
         queues = [await platform.queues.find(ref) for ref in dict.fromkeys(refs)]
         for queue in queues:
             if queue.type is not QueueType.EMBEDDED:
@@ -94,8 +87,6 @@ async def _work(
         with graceful_stop(worker.stop):
             await worker.run()
         return worker
-    finally:
-        await platform.close()
 
 
 def _configure_logging(settings: Settings) -> None:
