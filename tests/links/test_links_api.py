@@ -250,3 +250,18 @@ async def test_a_link_made_by_another_process_applies_to_the_next_write(
         assert (await (await platform.backends.connect(queue)).stats()).ready == 0
     finally:
         await other.close()
+
+
+@pytest.mark.usefixtures("table")
+async def test_a_sync_link_to_a_broker_that_is_down_fails_the_write_and_stores_nothing(
+    client: httpx.AsyncClient, admin: dict[str, str], writer: dict[str, str], platform: Platform
+) -> None:
+    await platform.queues.create({"name": "down", "type": "rabbitmq", "url": "amqp://127.0.0.1:1/"})
+    put = await client.put(f"{TABLES}/estudante/links/down", headers=admin, json={"mode": "sync"})
+    assert put.status_code == 201
+    response = await client.post(RECORDS, headers=writer, json={"nome": "Ana", "idade": 20})
+    assert response.status_code == 503, response.text
+    assert "rolled back" in response.json()["error"]["message"]
+    listed = await client.get(f"{RECORDS}?count=true", headers=writer)
+    assert listed.json()["total"] == 0
+    assert (await platform.outbox.counts()) == {"pending": 0, "sent": 0, "failed": 0}
