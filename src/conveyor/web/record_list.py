@@ -132,7 +132,7 @@ def read(params: Iterable[tuple[str, str]]) -> Listing:
         op, value = pair.get("op", "eq"), pair.get("v", "")
         if op in ("isnull", "notnull"):
             filters.append(Filter(field, "isnull", "true" if op == "isnull" else "false"))
-        elif value.strip():
+        elif op and value.strip():
             filters.append(Filter(field, op, value.strip()))
     size = int(control["size"]) if control.get("size", "").isdigit() else DEFAULT_SIZE
     size = size if size in PAGE_SIZES else DEFAULT_SIZE
@@ -154,6 +154,8 @@ def columns(table: TableDef) -> list[Field]:
 def filter_ops(f: Field) -> list[tuple[str, str]]:
     """(value, label) of the filter form's operator menu for a field."""
     ops = [(op, OP_LABELS[op]) for op in operators(f) if op != "isnull"]
+    if not ops:  # json fields: only empty or not, so "any" must come first
+        ops = [("", "any")]
     return [*ops, ("isnull", "is empty"), ("notnull", "is not empty")]
 
 
@@ -161,7 +163,7 @@ def form_op(listing: Listing, name: str) -> str:
     """The operator the filter form shows selected for a field."""
     found = listing.first_filter(name)
     if found is None:
-        return "eq"
+        return "eq"  # or, where "eq" is not offered, the first option: "any"
     if found.op == "isnull":
         return "isnull" if found.value in ("true", "1") else "notnull"
     return found.op
