@@ -188,8 +188,11 @@ def json_default_problem(form: Form) -> str | None:
 
 
 def creation_spec(form: Form) -> dict[str, Any]:
-    """For a new field: only the options that were given."""
-    return {k: v for k, v in spec_of(form).items() if v is not None and v is not False}
+    """For a new field: only the options that were given (and the flags that are on)."""
+    flags = {o.name for o in OPTIONS if o.kind == "checkbox"}
+    return {
+        k: v for k, v in spec_of(form).items() if v is not None and not (k in flags and v is False)
+    }
 
 
 def values_of_form(form: Form) -> dict[str, Any]:

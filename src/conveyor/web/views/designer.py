@@ -33,6 +33,12 @@ RULE_FIELDS = ("name", "expression", "message")
 LINK_FIELDS = ("queue", "events", "handler", "mode")
 
 
+def forced(message: str, checkbox: str) -> str:
+    """A service's "delete with ?force=true" advice, in the form's words."""
+    head, found, _ = message.partition("; delete with ?force=true")
+    return f"{head}. To delete anyway, tick “{checkbox}”." if found else message
+
+
 def _rule_values(form: Form | None = None) -> dict[str, str]:
     return {k: form.get(k) if form else "" for k in (*RULE_FIELDS, "sample")}
 
@@ -117,7 +123,8 @@ async def delete_table(request: Request, table: str, session: SignedIn) -> Respo
     try:
         await platform.storage.tables.delete(table, force=form.has("force"))
     except Conflict as exc:
-        return await design_page(request, table, status=409, error=exc.message)
+        message = forced(exc.message, "also delete the records it holds")
+        return await design_page(request, table, status=409, error=message)
     for link in await platform.links.all(table):
         await platform.links.delete(table, link.queue_id)
     return see_other("/admin/tables?notice=deleted")

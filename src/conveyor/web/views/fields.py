@@ -6,6 +6,7 @@ records would break and says why; the form shows that above the fields.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,7 +19,7 @@ from conveyor.web import field_form
 from conveyor.web.forms import FieldErrors, Form
 from conveyor.web.pages import SignedIn, platform_of, posted, see_other
 from conveyor.web.templating import render
-from conveyor.web.views.designer import design_page
+from conveyor.web.views.designer import design_page, forced
 
 router = APIRouter()
 NAV = None
@@ -54,7 +55,13 @@ def _errors_of(error: ValidationError | Conflict) -> FieldErrors:
         else:
             errors.general.append(error.message)
         return errors
-    return FieldErrors.of(error, field_form.FIELDS)
+    # A missing reference target is reported as `fields[0].table`, the path it has in
+    # a table's definition: the form knows it as `table`.
+    details = [
+        d | {"field": re.sub(r"^fields\[\d+\]\.", "", str(d.get("field") or ""))}
+        for d in error.details or []
+    ]
+    return FieldErrors.of(ValidationError(error.message, details=details), field_form.FIELDS)
 
 
 def _json_default(form: Form) -> FieldErrors:
@@ -118,5 +125,6 @@ async def delete_field(request: Request, table: str, field: str, session: Signed
     try:
         await platform_of(request).storage.fields.delete(table, field, force=form.has("force"))
     except Conflict as exc:
-        return await design_page(request, table, status=409, error=exc.message)
+        message = forced(exc.message, "with its values")
+        return await design_page(request, table, status=409, error=message)
     return see_other(f"/admin/tables/{table}/design?notice=field-deleted#fields")
