@@ -145,7 +145,7 @@ async def test_dashboard_counts_every_area_and_recent_failures(
         return match.group(1)
 
     assert tile("tables") == "2" and tile("outbox failed") == "1" and tile("outbox pending") == "0"
-    assert tile("workers running") == "1"
+    assert tile("worker running") == "1"
     failures = page.text.split('id="failures"', 1)[1].split("</section>", 1)[0]
     assert "queue deleted meanwhile" in failures and "notes #3" in failures
     assert "omega pid 4242" in failures and "alpha" not in failures

@@ -103,6 +103,8 @@ def _hint(f: Field) -> str:
         parts.append(f"the id of a {f.table} record; type a few letters to search")
     if f.unique:
         parts.append("unique")
+    if f.required:
+        parts.insert(0, "required")
     text = "; ".join(parts)
     return text[:1].upper() + text[1:]
 

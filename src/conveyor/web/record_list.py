@@ -121,6 +121,8 @@ def read(params: Iterable[tuple[str, str]]) -> Listing:
     for name, value in params:
         if name in ("q", "sort", "page", "size"):
             control.setdefault(name, value)
+        elif name == "notice":
+            continue  # the page's own message after a change
         elif name.startswith(("op.", "v.")):
             kind, _, field = name.partition(".")
             form.setdefault(field, {})[kind] = value

@@ -54,10 +54,14 @@ async def reference_labels(
 
 
 @router.get("/tables/{table}", response_class=HTMLResponse)
-async def list_records(request: Request, table: str, session: SignedIn) -> HTMLResponse:
+async def list_records(request: Request, table: str, session: SignedIn) -> Response:
     platform = platform_of(request)
     definition = await platform.storage.tables.get(table)
-    listing = record_list.read(request.query_params.multi_items())
+    params = request.query_params.multi_items()
+    listing = record_list.read(params)
+    if any(name.startswith(("op.", "v.")) for name, _ in params):
+        # The filter form's pairs, written back as the records API's syntax.
+        return see_other(listing.url(table))
     items: list[dict[str, Any]] = []
     total, error, status = 0, None, 200
     try:
