@@ -62,7 +62,8 @@ def widget(f: Field) -> Widget:
     if f.type is FieldType.TEXT and (f.max is None or int(f.max) > LONG_TEXT):
         return Widget(f, "textarea", hint=hint)
     if f.type is FieldType.REFERENCE:
-        return Widget(f, "reference", "number", "numeric", "1", hint)
+        # Text, not a number box: the picker searches what is typed (a name or an id).
+        return Widget(f, "reference", hint=hint)
     shapes = {
         FieldType.INTEGER: ("number", "numeric", "1"),
         FieldType.DECIMAL: ("text", "decimal", ""),
@@ -100,7 +101,7 @@ def _hint(f: Field) -> str:
     elif f.type is FieldType.DATETIME:
         parts.append("in UTC")
     elif f.type is FieldType.REFERENCE:
-        parts.append(f"the id of a {f.table} record; type a few letters to search")
+        parts.append(f"a {f.table} record: type a few letters of it, or its id")
     if f.unique:
         parts.append("unique")
     if f.required:

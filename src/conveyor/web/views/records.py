@@ -172,9 +172,8 @@ async def create_record(request: Request, table: str, session: SignedIn) -> Resp
     return render(request, "records/form.html", context, 422)
 
 
-@router.get("/tables/{table}/records/{record_id}", response_class=HTMLResponse)
-async def show_record(
-    request: Request, table: str, record_id: RecordId, session: SignedIn
+async def _detail(
+    request: Request, table: str, record_id: int, *, error: str | None = None, status: int = 200
 ) -> HTMLResponse:
     platform = platform_of(request)
     definition = await platform.storage.tables.get(table)
@@ -182,18 +181,24 @@ async def show_record(
     messages = await platform.outbox.page(
         table_name=table, record_id=str(record_id), limit=OUTBOX_ROWS
     )
-    queues = {q.id: q.name for q in await platform.queues.list()}
     context = {
         "table": definition,
         "record": record,
         "labels": await reference_labels(platform, definition, [record]),
         "messages": messages,
-        "queue_names": queues,
+        "queue_names": {q.id: q.name for q in await platform.queues.list()},
         "more_messages": len(messages) == OUTBOX_ROWS,
-        "error": None,
+        "error": error,
         "notice": NOTICES.get(request.query_params.get("notice", "")),
     }
-    return render(request, "records/detail.html", context)
+    return render(request, "records/detail.html", context, status)
+
+
+@router.get("/tables/{table}/records/{record_id}", response_class=HTMLResponse)
+async def show_record(
+    request: Request, table: str, record_id: RecordId, session: SignedIn
+) -> HTMLResponse:
+    return await _detail(request, table, record_id)
 
 
 @router.get("/tables/{table}/records/{record_id}/edit", response_class=HTMLResponse)
@@ -237,20 +242,8 @@ async def delete_record(
     request: Request, table: str, record_id: RecordId, session: SignedIn
 ) -> Response:
     await posted(request, session)
-    platform = platform_of(request)
     try:
-        await platform.storage.records.delete(table, record_id)
+        await platform_of(request).storage.records.delete(table, record_id)
     except Conflict as exc:  # another record refers to it (on delete restrict)
-        definition = await platform.storage.tables.get(table)
-        record = await platform.storage.records.get(table, record_id)
-        context = {
-            "table": definition,
-            "record": record,
-            "labels": await reference_labels(platform, definition, [record]),
-            "messages": [],
-            "queue_names": {},
-            "more_messages": False,
-            "error": exc.message,
-        }
-        return render(request, "records/detail.html", context, 409)
+        return await _detail(request, table, record_id, error=exc.message, status=409)
     return see_other(f"/admin/tables/{table}?notice=deleted")
