@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from conveyor.platform import Platform
-from conveyor.queues.base import OutgoingMessage
+from conveyor.queues.base import OutgoingMessage, new_message_id, now_ms
+from conveyor.worker.heartbeat import WorkerInfo
+from conveyor.worker.outcome import Counters
 from tests.browser.conftest import (
     PASSWORD,
     USERNAME,
@@ -280,3 +283,207 @@ def test_smoke_on_postgresql(chromium: Browser, tmp_path: Path) -> None:
             expect(page.get_by_role("status")).to_have_text("You are signed out.")
         finally:
             context.close()
+
+
+def _platform_work(backoffice: BackOffice, work: Callable[[Platform], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with Platform(backoffice.settings) as platform:
+            await work(platform)
+
+    run_async(run)
+
+
+def _add_field(page: Page, name: str, kind: str, **options: str) -> None:
+    page.get_by_role("link", name="Add a field").click()
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Type").select_option(kind)
+    for label, value in options.items():
+        target = page.get_by_label(label.replace("_", " "), exact=True)
+        if value == "on":
+            target.check()
+        else:
+            target.fill(value)
+    page.get_by_role("button", name="Add field").click()
+    expect(page.get_by_role("status").first).to_have_text("Field added.")
+
+
+def test_tables_designer_and_record_pages(page: Page, backoffice: BackOffice) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    sign_in(page)
+    _create_queue(page, "contact-events")
+
+    # A table with three field types and a rule.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Tables").click()
+    page.get_by_label("Name", exact=True).fill("contacts")
+    page.get_by_label("Label").fill("Contacts")
+    page.get_by_role("button", name="Create table").click()
+    expect(page.get_by_role("status").first).to_have_text("Table created. Add its fields below.")
+    _add_field(page, "name", "text", Required="on", Searchable="on", Maximum="100")
+    page.get_by_role("link", name="Add a field").click()
+    # The form shows the options of the chosen type only.
+    expect(page.get_by_label("Choices")).to_be_hidden()
+    page.get_by_label("Type").select_option("select")
+    expect(page.get_by_label("Choices")).to_be_visible()
+    expect(page.get_by_label("Pattern")).to_be_hidden()
+    page.get_by_label("Name", exact=True).fill("stage")
+    page.get_by_label("Choices").fill("lead\ncustomer")
+    screenshot(page, "field-form")
+    page.get_by_role("button", name="Add field").click()
+    expect(page.get_by_role("status").first).to_have_text("Field added.")
+    _add_field(page, "age", "integer", Minimum="0")
+    expect(page.locator('tr[data-field="age"]')).to_contain_text("min 0")
+
+    # The rule is checked against the sample record as it is typed.
+    expression = page.get_by_label("Expression")
+    expression.fill("record.age >=")
+    expect(page.locator("#rule-check")).to_contain_text("syntax error at line 1, column 14")
+    expression.fill("record.age >= 18")
+    expect(page.locator("#rule-check")).to_contain_text("The sample breaks this rule")
+    page.get_by_label("Sample record to check it against (JSON)").fill('{"age": 40}')
+    expect(page.locator("#rule-check")).to_contain_text("The sample passes this rule.")
+    page.get_by_label("Rule name").fill("adult")
+    page.get_by_label("Message when broken").fill("contacts must be adults")
+    page.get_by_role("button", name="Add rule").click()
+    expect(page.get_by_role("status").first).to_contain_text("Rule added")
+    page.get_by_label("Queue", exact=True).select_option(label="contact-events (embedded)")
+    page.get_by_role("button", name="Save link").click()
+    expect(page.locator('tr[data-link="contact-events"]')).to_contain_text("contacts_changed")
+    screenshot(page, "table-designer")
+
+    # A record with an invalid value: the error shows next to its field.
+    page.get_by_role("link", name="Records").click()
+    expect(page.get_by_text("No records yet.")).to_be_visible()
+    page.get_by_role("link", name="New record").click()
+    page.get_by_label("name", exact=True).fill("Ana Lima <b>")
+    page.get_by_label("age", exact=True).fill("-5")
+    page.get_by_label("stage", exact=True).select_option("customer")
+    page.get_by_role("button", name="Create record").click()
+    expect(page.locator("#age-error")).to_have_text("must be at least 0")
+    expect(page.get_by_label("age", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("name", exact=True)).to_have_value("Ana Lima <b>")
+    page.get_by_label("age", exact=True).fill("12")
+    page.get_by_role("button", name="Create record").click()
+    expect(page.get_by_role("alert")).to_contain_text("contacts must be adults (rule adult)")
+    screenshot(page, "record-form-errors")
+    page.get_by_label("age", exact=True).fill("34")
+    page.get_by_role("button", name="Create record").click()
+    expect(page.get_by_role("status").first).to_have_text("Record created.")
+    messages = page.locator("[data-outbox]")
+    expect(messages).to_have_count(1)
+    expect(messages.first).to_contain_text("sent")
+    screenshot(page, "record-detail")
+
+    # It is in the list; the search finds it and only it.
+    _platform_work(
+        backoffice,
+        lambda p: p.storage.records.create("contacts", {"name": "Bruno Costa", "age": 51}),
+    )
+    page.get_by_role("link", name="contacts", exact=True).click()
+    rows = page.locator("tr[data-record]")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Search").fill("ana")
+    page.get_by_label("Search").press("Enter")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Ana Lima <b>")
+    page.get_by_role("link", name="Remove the search").click()
+    expect(rows).to_have_count(2)
+    page.locator('a.sort[href$="sort=age"]').click()  # the column header
+    expect(page.locator('th[aria-sort="ascending"]')).to_contain_text("age")
+    expect(rows.first).to_contain_text("Ana Lima")
+    page.get_by_text("Filters", exact=True).click()
+    page.get_by_label("age: condition", exact=True).select_option("gte")
+    page.get_by_label("age: value", exact=True).fill("50")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Bruno Costa")
+    expect(page).to_have_url(re.compile(r"age%5Bgte%5D=50"))
+    screenshot(page, "records")
+
+    # A reference field: its picker suggests records as you type.
+    page.get_by_role("link", name="Design").click()
+    page.get_by_role("link", name="Add a field").click()
+    page.get_by_label("Name", exact=True).fill("referrer")
+    page.get_by_label("Type").select_option("reference")
+    page.get_by_label("Refers to table").select_option("contacts")
+    page.get_by_label("When the referenced record is deleted").select_option("set_null")
+    page.get_by_role("button", name="Add field").click()
+    expect(page.locator('tr[data-field="referrer"]')).to_contain_text("→ contacts")
+
+    # Edit, then delete (after confirming).
+    page.get_by_role("link", name="Records").click()
+    page.locator("tr", has_text="Ana Lima").get_by_role("link").first.click()
+    page.get_by_role("link", name="Edit").click()
+    page.get_by_label("age", exact=True).fill("35")
+    page.get_by_label("referrer", exact=True).fill("bru")
+    expect(page.locator("#field-referrer-options option")).to_have_text(["#2 Bruno Costa"])
+    page.get_by_label("referrer", exact=True).fill("2")
+    screenshot(page, "record-edit")
+    page.get_by_role("button", name="Save record").click()
+    expect(page.get_by_role("status").first).to_have_text("Record saved.")
+    expect(page.locator('[data-field="age"] dd')).to_have_text("35")
+    expect(page.locator('[data-field="referrer"] a')).to_have_text("#2 Bruno Costa")
+    expect(messages).to_have_count(2)
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("status").first).to_have_text("Record deleted.")
+    expect(rows).to_have_count(1)
+    assert dialogs[-1].startswith("Delete record #1 of contacts?")
+
+
+def test_workers_outbox_and_dashboard(page: Page, backoffice: BackOffice) -> None:
+    sign_in(page)
+    queue_id = _create_queue(page, "billing")
+    counters = Counters(acked=7)
+
+    async def start(platform: Platform) -> None:
+        await platform.workers.register(
+            WorkerInfo("w-browser", "host-7", 77, "0.1.0", ["billing"], ["bill"], 4, 5.0)
+        )
+        await platform.storage.tables.create({"name": "invoices"})
+        async with platform.db.write() as conn:
+            await platform.outbox.add(conn, [_failed_row(queue_id)])
+
+    _platform_work(backoffice, start)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Workers").click()
+    row = page.locator('tr[data-worker="w-browser"]')
+    expect(row).to_contain_text("running")
+    expect(row.locator('[data-label="Processed"]')).to_have_text("0")
+    # The list refreshes by itself.
+    _platform_work(backoffice, lambda p: p.workers.beat("w-browser", counters))
+    expect(row.locator('[data-label="Processed"]')).to_have_text("7", timeout=20_000)
+    screenshot(page, "workers")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Outbox").click()
+    failed = page.locator("tr[data-outbox]", has_text="failed")
+    expect(failed).to_contain_text("broker refused")
+    screenshot(page, "outbox")
+    failed.get_by_role("button", name=re.compile("Retry")).click()
+    expect(page.get_by_role("status").first).to_contain_text("pending again")
+
+    tables: list[int] = []
+
+    async def count(platform: Platform) -> None:
+        tables.append(len(await platform.storage.tables.list()))
+
+    _platform_work(backoffice, count)  # other tests of the module add theirs
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Home").click()
+    expect(page.locator(".tile", has_text="tables")).to_have_text(f"{tables[0]} tables")
+    expect(page.locator(".tile", has_text="running")).to_have_text("1 worker running")
+    screenshot(page, "dashboard-areas")
+
+
+def _failed_row(queue_id: str) -> dict[str, object]:
+    return {
+        "queue_id": queue_id,
+        "table_name": "invoices",
+        "record_id": "1",
+        "event": "create",
+        "message_id": new_message_id(),
+        "ordering_key": "invoices:1",
+        "payload": "{}",
+        "status": "failed",
+        "attempts": 5,
+        "next_attempt_at": now_ms(),
+        "last_error": "broker refused the message",
+        "created_at": now_ms(),
+    }

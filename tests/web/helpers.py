@@ -7,7 +7,9 @@ import re
 import httpx
 
 from conveyor.api import create_app
+from conveyor.links.outbox import OutboxStore, Status
 from conveyor.platform import Platform
+from conveyor.queues.base import new_message_id, now_ms
 
 PASSWORD = "correct horse battery"
 XSS = "<script>alert(1)</script>"
@@ -44,3 +46,34 @@ async def signed_in_token(client: httpx.AsyncClient) -> str:
     page = await client.get("/admin/keys")
     assert page.status_code == 200, page.text
     return csrf_of(page.text)
+
+
+async def outbox_row(
+    platform: Platform,
+    queue_id: str,
+    table: str,
+    record_id: int,
+    *,
+    status: str = "failed",
+    error: str = "queue gone",
+) -> int:
+    """An outbox row written as a relay leaves it (a failed one by default)."""
+    now = now_ms()
+    row = {
+        "queue_id": queue_id,
+        "table_name": table,
+        "record_id": str(record_id),
+        "event": "create",
+        "message_id": new_message_id(),
+        "ordering_key": f"{table}:{record_id}",
+        "payload": "{}",
+        "status": status,
+        "attempts": 3,
+        "next_attempt_at": now + 3_600_000,
+        "last_error": error,
+        "created_at": now,
+    }
+    async with platform.db.write() as conn:
+        await OutboxStore.add(conn, [row])
+    newest = await platform.outbox.page(record_id=str(record_id), status=Status(status), limit=1)
+    return newest[0].id

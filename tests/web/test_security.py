@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import orjson
 import pytest
 from fastapi.routing import APIRoute
 
 from conveyor.db.types import utcnow
+from conveyor.links.model import LinkSpec
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage
 from conveyor.web import sessions as sessions_module
 from conveyor.web import throttle as throttle_module
 from conveyor.web.app import VIEWS
+from conveyor.worker.heartbeat import WorkerInfo
 from tests.conftest import bearer
 from tests.web.helpers import (
     ESCAPED_XSS,
@@ -21,6 +24,7 @@ from tests.web.helpers import (
     XSS,
     csrf_of,
     login,
+    outbox_row,
     signed_in_token,
     web_client,
 )
@@ -35,28 +39,80 @@ def _admin_post_paths() -> list[str]:
     )
 
 
+async def _everything(platform: Platform) -> dict[str, str]:
+    """One of each thing a POST route can change, by its path parameter."""
+    queue = await platform.queues.create({"name": "orders", "type": "embedded"})
+    key, _ = await platform.keys.create("svc", ["publish"])
+    await platform.storage.tables.create(
+        {
+            "name": "contacts",
+            "fields": [{"name": "name", "type": "text"}],
+            "rules": [{"name": "named", "expression": "has(record.name)", "message": "x"}],
+        }
+    )
+    await platform.links.put(
+        "contacts", queue.id, LinkSpec.parse("contacts", {"events": ["create", "update"]})
+    )
+    record = await platform.storage.records.create("contacts", {"name": "Ana"})
+    (row,) = await platform.outbox.page(table_name="contacts")
+    return {
+        "{queue_id}": queue.id,
+        "{keyid}": key.id,
+        "{table}": "contacts",
+        "{field}": "name",
+        "{rule}": "named",
+        "{record_id}": str(record["id"]),
+        "{row_id}": str(row.id),
+    }
+
+
 async def test_every_post_without_or_with_a_wrong_csrf_token_is_refused(
     platform: Platform, signed_in: httpx.AsyncClient
 ) -> None:
-    queue = await platform.queues.create({"name": "orders", "type": "embedded"})
-    key, _ = await platform.keys.create("svc", ["publish"])
+    ids = await _everything(platform)
     paths = _admin_post_paths()
     # Every state-changing page is covered; a new one shows up here by itself.
-    assert len(paths) >= 10
+    assert len(paths) >= 25
+    form = {
+        "name": "x",
+        "type": "embedded",
+        "message": "{}",
+        "scopes": "admin",
+        "force": "1",
+        "expression": "true",
+        "events": "create",
+        "v.name": "changed",
+        "label": "changed",
+    }
     for template in paths:
-        path = template.replace("{queue_id}", queue.id).replace("{keyid}", key.id)
-        form = {"name": "x", "type": "embedded", "message": "{}", "scopes": "admin"}
+        path = template
+        for placeholder, value in ids.items():
+            path = path.replace(placeholder, value)
+        assert "{" not in path, f"give {template} a value for its parameter"
         for token in (None, "wrong-token"):
             data = form | ({"csrf_token": token} if token else {})
             response = await signed_in.post(path, data=data)
             assert response.status_code == 403, (path, token, response.status_code)
             assert "did not come from this site" in response.text
-    # Nothing happened: the queue and the key are intact, nothing was published.
-    assert (await platform.queues.get(queue.id)).name == "orders"
-    assert not (await platform.keys.get(key.id)).revoked
+    # Nothing happened: the queue, key, table, record and link are intact.
+    assert (await platform.queues.get(ids["{queue_id}"])).name == "orders"
+    assert not (await platform.keys.get(ids["{keyid}"])).revoked
     assert [q.name for q in await platform.queues.list()] == ["orders"]
-    stats = await (await platform.backends.get(queue)).stats()
-    assert stats.ready == 0
+    stats = await (
+        await platform.backends.get(await platform.queues.get(ids["{queue_id}"]))
+    ).stats()
+    assert stats.ready == 1  # the record's creation, nothing more
+    (table,) = await platform.storage.tables.list()
+    assert (table.name, table.label, [f.name for f in table.fields]) == (
+        "contacts",
+        "contacts",
+        ["name"],
+    )
+    assert [r.rule.name for r in table.rules] == ["named"]
+    record = await platform.storage.records.get("contacts", int(ids["{record_id}"]))
+    assert record["name"] == "Ana"
+    assert len(await platform.links.all("contacts")) == 1
+    assert len(await platform.outbox.page()) == 1
 
 
 async def test_the_login_form_needs_its_csrf_token_too(
@@ -80,18 +136,32 @@ async def test_the_header_token_is_accepted_for_script_requests(
     assert "Connection OK" in response.text
 
 
+def _admin_get_paths() -> set[str]:
+    return {
+        "/admin" + route.path
+        for view in VIEWS
+        for route in view.router.routes
+        if isinstance(route, APIRoute) and "GET" in route.methods
+    }
+
+
 async def test_no_state_changes_on_get(platform: Platform, signed_in: httpx.AsyncClient) -> None:
-    queue = await platform.queues.create({"name": "orders", "type": "embedded"})
-    key, _ = await platform.keys.create("svc", ["publish"])
-    for path in (
-        "/admin/logout",
-        f"/admin/queues/{queue.id}/delete",
-        f"/admin/queues/{queue.id}/publish",
-        f"/admin/keys/{key.id}/revoke",
-    ):
-        assert (await signed_in.get(path)).status_code == 405, path
-    assert (await platform.queues.get(queue.id)).name == "orders"
-    assert not (await platform.keys.get(key.id)).revoked
+    ids = await _everything(platform)
+    post_only = [p for p in _admin_post_paths() if p not in _admin_get_paths()]
+    assert "/admin/logout" in post_only and len(post_only) >= 12
+    for template in post_only:
+        path = template
+        for placeholder, value in ids.items():
+            path = path.replace(placeholder, value)
+        response = await signed_in.get(path)
+        # 405, or a page that happens to live at that address (a table named "rules"…)
+        assert response.status_code in (404, 405), (path, response.status_code)
+    assert (await platform.queues.get(ids["{queue_id}"])).name == "orders"
+    assert not (await platform.keys.get(ids["{keyid}"])).revoked
+    (table,) = await platform.storage.tables.list()
+    assert [f.name for f in table.fields] == ["name"] and len(table.rules) == 1
+    assert await platform.storage.records.get("contacts", int(ids["{record_id}"]))
+    assert len(await platform.links.all("contacts")) == 1
     assert (await signed_in.get("/admin/keys")).status_code == 200  # still signed in
 
 
@@ -323,3 +393,80 @@ async def test_one_address_cannot_spray_many_usernames(platform: Platform, opera
         for n in range(throttle_module.ADDRESS_FREE_FAILURES + 1):
             assert (await login(attacker, f"user{n}", "guess")).status_code == 401
         assert (await login(attacker)).status_code == 429
+
+
+async def test_stored_xss_in_tables_records_and_workers_renders_as_text(
+    platform: Platform, signed_in: httpx.AsyncClient
+) -> None:
+    queue = await platform.queues.create({"name": "orders", "type": "embedded"})
+    await platform.storage.tables.create(
+        {
+            "name": "contacts",
+            "label": XSS,
+            "description": XSS,
+            "fields": [
+                {"name": "name", "type": "text", "label": XSS, "searchable": True},
+                {"name": "kind", "type": "select", "choices": [XSS, "b"], "label": XSS},
+                {"name": "code", "type": "text", "pattern": XSS + ".*"},
+                {"name": "meta", "type": "json"},
+                {"name": "parent", "type": "reference", "table": "contacts"},
+            ],
+            "rules": [{"name": "named", "expression": f'record.name != "{XSS}"', "message": XSS}],
+        }
+    )
+    first = await platform.storage.records.create(
+        "contacts", {"name": XSS + " Ana", "kind": XSS, "meta": {"x": XSS}}
+    )
+    record = await platform.storage.records.create(
+        "contacts", {"name": "Bo " + XSS, "parent": first["id"]}
+    )
+    await outbox_row(platform, queue.id, "contacts", record["id"], error=XSS)
+    await platform.workers.register(
+        WorkerInfo("w-1", XSS, 1, XSS, [XSS], [XSS, "billing"], 10, 5.0)
+    )
+    token = await signed_in_token(signed_in)
+    base = f"/admin/tables/contacts/records/{record['id']}"
+    invalid = await signed_in.post(
+        "/admin/tables/contacts/records/new",
+        data={"csrf_token": token, "v.name": XSS, "v.meta": XSS, "v.code": XSS},
+    )
+    assert invalid.status_code == 422
+    check = await signed_in.post(
+        "/admin/tables/contacts/rules/check",
+        data={
+            "csrf_token": token,
+            "expression": "has(record.name)",
+            "sample": orjson.dumps({XSS: 1}).decode(),
+        },
+        headers={"X-Partial": "1"},
+    )
+    broken_rule = await signed_in.post(
+        "/admin/tables/contacts/rules/check",
+        data={"csrf_token": token, "expression": 'record.name != "x"', "message": XSS,
+              "sample": '{"name": "x"}'},
+        headers={"X-Partial": "1"},
+    )  # fmt: skip
+    assert "breaks this rule" in broken_rule.text
+    pages = [
+        invalid,
+        check,
+        broken_rule,
+        await signed_in.get("/admin/"),
+        await signed_in.get("/admin/tables"),
+        await signed_in.get("/admin/tables/contacts/design"),
+        await signed_in.get("/admin/tables/contacts/fields/kind/edit"),
+        await signed_in.get("/admin/tables/contacts/fields/code/edit"),
+        await signed_in.get("/admin/tables/contacts"),
+        await signed_in.get("/admin/tables/contacts", params={"q": "ana", "name[contains]": XSS}),
+        await signed_in.get("/admin/tables/contacts/pick", params={"q": "ana"}),
+        await signed_in.get("/admin/tables/contacts/records/new"),
+        await signed_in.get(base),
+        await signed_in.get(f"/admin/tables/contacts/records/{first['id']}"),
+        await signed_in.get(f"{base}/edit"),
+        await signed_in.get("/admin/workers"),
+        await signed_in.get("/admin/workers/rows"),
+        await signed_in.get("/admin/outbox"),
+    ]
+    for page in pages:
+        assert XSS not in page.text, page.url
+        assert "&lt;script&gt;" in page.text, page.url

@@ -77,9 +77,13 @@ def match(table: TableDef, q: str) -> tuple[sa.ColumnElement[bool], sa.ColumnEle
     # Every word as a prefix, or as a whole word, which bm25 then ranks higher.
     expression = " AND ".join(f'("{w}" OR "{w}"*)' for w in terms)
     matching = fts.c[fts.name].op("MATCH")(expression)
-    condition = table.sql.c.id.in_(sa.select(fts.c.rowid).where(matching))
-    # bm25 is only defined inside a MATCH query: a correlated subquery asks for it.
-    rank = sa.select(fts.c.rank).where(matching, fts.c.rowid == table.sql.c.id).scalar_subquery()
+    # bm25 is only defined inside a MATCH query. One query finds the matches with their
+    # rank (a CTE, which SQLite materializes when the rank is used too); a correlated
+    # MATCH per row instead would search the whole index again for every match.
+    matches = sa.select(fts.c.rowid.label("rid"), fts.c.rank.label("rank")).where(matching)
+    found = matches.cte("search_matches")
+    condition = table.sql.c.id.in_(sa.select(found.c.rid))
+    rank = sa.select(found.c.rank).where(found.c.rid == table.sql.c.id).scalar_subquery()
     return condition, -rank
 
 

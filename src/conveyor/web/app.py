@@ -11,11 +11,35 @@ from conveyor.web.headers import SecurityHeaders
 from conveyor.web.sessions import SessionStore
 from conveyor.web.templating import STATIC_DIR, environment
 from conveyor.web.throttle import LoginThrottle
-from conveyor.web.views import dead_letters, home, keys, login, queues
+from conveyor.web.views import (
+    dead_letters,
+    designer,
+    fields,
+    home,
+    keys,
+    login,
+    outbox,
+    queues,
+    records,
+    tables,
+    workers,
+)
 
 #: Every page module, in navigation order. A module has a `router` and a `NAV` entry
 #: (or None when it adds no menu item).
-VIEWS = (home, queues, dead_letters, keys, login)
+VIEWS = (
+    home,
+    queues,
+    dead_letters,
+    tables,
+    designer,
+    fields,
+    records,
+    workers,
+    outbox,
+    keys,
+    login,
+)
 
 
 def create_web_app(platform: Platform) -> FastAPI:

@@ -17,7 +17,8 @@ from conveyor.exceptions import BadRequest, PayloadTooLarge, ValidationError
 
 #: The largest form accepted (the test-publish form carries a JSON message).
 MAX_FORM_BYTES = 1024 * 1024
-MAX_FIELDS = 200
+#: A record form has a field per table field (up to 200), plus a few of its own.
+MAX_FIELDS = 1000
 URLENCODED = "application/x-www-form-urlencoded"
 
 
@@ -75,11 +76,16 @@ class FieldErrors:
         known = set(fields)
         errors = cls()
         for detail in error.details or [{"field": "", "message": error.message}]:
-            name = str(detail.get("field", ""))
+            name = str(detail.get("field") or "")
+            message = str(detail.get("message") or error.message)
             if name in known:
-                errors.add(name, str(detail.get("message", "")))
+                errors.add(name, message)
+            elif name:
+                errors.general.append(f"{name}: {message}")
             else:
-                errors.general.append(f"{name}: {detail.get('message')}" if name else error.message)
+                # A problem of the whole input, such as a broken validation rule.
+                rule = detail.get("rule")
+                errors.general.append(f"{message} (rule {rule})" if rule else message)
         return errors
 
 

@@ -54,6 +54,29 @@ def pretty_json(body: bytes | str) -> str:
         return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
 
 
+def json_text(value: Any, compact: bool = False) -> str:
+    """A JSON value as text: indented for reading, or on one line."""
+    return orjson.dumps(value, option=0 if compact else orjson.OPT_INDENT_2).decode()
+
+
+def _parsed(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def iso_when(value: str | None) -> str:
+    """An ISO 8601 time (as records carry them) like `when` shows times."""
+    parsed = _parsed(value)
+    return when(parsed) if parsed else (value or "—")
+
+
+def iso_ago(value: str | None) -> str:
+    parsed = _parsed(value)
+    return ago(parsed) if parsed else (value or "—")
+
+
 def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
@@ -72,7 +95,16 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["static_url"] = static_url
-    env.filters.update(when=when, ago=ago, pretty_json=pretty_json, count=count, number=number)
+    env.filters.update(
+        when=when,
+        ago=ago,
+        pretty_json=pretty_json,
+        count=count,
+        number=number,
+        tojson_pretty=json_text,
+        iso_when=iso_when,
+        iso_ago=iso_ago,
+    )
     return env
 
 

@@ -1,6 +1,7 @@
 // Conveyor back-office: progressive enhancement only. Every form and link works
-// without this file; with it, pages refresh their live counts, ask before destructive
-// actions, submit some forms in place, validate JSON as it is typed and copy keys.
+// without this file; with it, pages refresh their live parts, ask before destructive
+// actions, submit some forms in place, check JSON and rules as they are typed, offer
+// records in reference pickers and copy keys.
 (function () {
   "use strict";
 
@@ -23,7 +24,25 @@
     });
   }
 
+  // Submit a form in place and show the server's fragment where it belongs.
+  function submitPartial(form, submitter, place) {
+    var data = new URLSearchParams(new FormData(form, submitter || undefined));
+    var url = submitter && submitter.hasAttribute("formaction") ? submitter.formAction : form.action;
+    var button = submitter || form.querySelector("[type=submit]");
+    if (button) button.setAttribute("aria-busy", "true");
+    return fetchPartial(url, {
+      method: "POST",
+      body: data,
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    })
+      .then(function (html) { swap(place, html); })
+      .catch(function () {})
+      .finally(function () { if (button) button.removeAttribute("aria-busy"); });
+  }
+
   // Ask before destructive actions: <form data-confirm> or <button data-confirm>.
+  // <form data-partial="#target"> (or a submit button with data-partial and
+  // formaction) submits in place.
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var submitter = event.submitter;
@@ -32,23 +51,35 @@
       event.preventDefault();
       return;
     }
-    var target = form.getAttribute("data-partial");
+    var target = (submitter && submitter.getAttribute("data-partial")) || form.getAttribute("data-partial");
     if (!target) return;
-    // Submit in place and show the server's fragment where it belongs.
     event.preventDefault();
-    var place = document.querySelector(target);
-    var data = new URLSearchParams(new FormData(form, submitter || undefined));
-    var button = submitter || form.querySelector("[type=submit]");
-    if (button) button.setAttribute("aria-busy", "true");
-    fetchPartial(form.action, {
-      method: "POST",
-      body: data,
-      headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    })
-      .then(function (html) { swap(place, html); })
-      .catch(function () {})
-      .finally(function () { if (button) button.removeAttribute("aria-busy"); });
+    submitPartial(form, submitter, document.querySelector(target));
   });
+
+  // <button data-live data-partial="#x" formaction="…">: its form is checked as it is
+  // typed into, a moment after the typing stops.
+  var liveTimers = new WeakMap();
+  function liveCheck(form) {
+    var button = form.querySelector("button[data-live]");
+    if (!button) return;
+    window.clearTimeout(liveTimers.get(form));
+    liveTimers.set(form, window.setTimeout(function () {
+      submitPartial(form, button, document.querySelector(button.getAttribute("data-partial")));
+    }, 500));
+  }
+
+  // Reference pickers: <input data-picker="/admin/tables/T/pick" list="…"> offers the
+  // records whose name or id matches what is typed.
+  var pickTimers = new WeakMap();
+  function pick(input) {
+    window.clearTimeout(pickTimers.get(input));
+    pickTimers.set(input, window.setTimeout(function () {
+      var list = document.getElementById(input.getAttribute("list"));
+      var url = input.getAttribute("data-picker") + "?q=" + encodeURIComponent(input.value);
+      fetchPartial(url).then(function (html) { swap(list, html); }).catch(function () {});
+    }, 250));
+  }
 
   // Live regions: <el data-refresh="/admin/…" data-interval="5000"> reloads its content.
   function startRefresh(element) {
@@ -122,7 +153,10 @@
   });
 
   document.addEventListener("input", function (event) {
-    if (event.target.hasAttribute("data-json")) checkJson(event.target);
+    var target = event.target;
+    if (target.hasAttribute("data-json")) checkJson(target);
+    if (target.hasAttribute("data-picker")) pick(target);
+    if (target.form) liveCheck(target.form);
   });
 
   document.addEventListener("change", function (event) {
@@ -133,7 +167,12 @@
   });
 
   document.addEventListener("focusin", function (event) {
-    if (event.target.hasAttribute("data-select-on-focus")) event.target.select();
+    var target = event.target;
+    if (target.hasAttribute("data-select-on-focus")) target.select();
+    if (target.hasAttribute("data-picker") && !target.hasAttribute("data-picked")) {
+      target.setAttribute("data-picked", "");
+      pick(target);
+    }
   });
 
   document.addEventListener("DOMContentLoaded", function () {
