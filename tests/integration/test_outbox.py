@@ -223,6 +223,56 @@ async def test_several_relays_send_each_row_once(platform: Platform, rabbit_queu
 
 
 @pytest.mark.rabbitmq
+async def test_a_backend_closed_under_a_publish_does_not_stop_the_relay(
+    platform: Platform, rabbit_queue: Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The queue is edited (its backend closed) while the relay waits for confirms:
+    that batch fails like a broker outage and is sent again; the relay lives on."""
+    await platform.stop_relay()
+    await link(platform, rabbit_queue, events=["create"])
+    for n in range(2000):
+        await write(platform, "create", {"id": n})
+    options = RelayOptions(batch=200, backoff_base_s=0.01, backoff_max_s=0.05)
+    relay = Relay(platform.outbox, platform.queues, platform.backends, options)
+    task = asyncio.create_task(relay.run())
+    caplog.set_level("INFO", logger="conveyor.links.relay")
+    try:
+        for _ in range(20):  # close it now and then, whatever the relay is doing
+            await asyncio.sleep(0.02)
+            await platform.backends.discard(rabbit_queue.id)
+        deadline = time.monotonic() + 30
+        while (await platform.outbox.counts())["pending"] and time.monotonic() < deadline:
+            assert not task.done(), "the relay stopped"
+            await asyncio.sleep(0.05)
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+    closed = [r for r in caplog.records if "closed while" in r.getMessage()]
+    assert closed, "no publish was cut short: the test proved nothing"
+    assert (await platform.outbox.counts())["pending"] == 0
+    messages = await drain_broker_distinct(rabbit_queue.name, 2000)
+    assert len(messages) == 2000
+
+
+async def drain_broker_distinct(name: str, count: int, timeout_s: float = 30) -> set[str]:
+    """The distinct message ids in the queue (a cut-short batch may be sent twice)."""
+    connection = await aio_pika.connect(rabbitmq.RABBITMQ_URL)
+    seen: set[str] = set()
+    try:
+        queue = await (await connection.channel()).get_queue(name)
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < count and time.monotonic() < deadline:
+            message = await queue.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(0.05)
+            elif message.message_id is not None:
+                seen.add(message.message_id)
+    finally:
+        await connection.close()
+    return seen
+
+
+@pytest.mark.rabbitmq
 async def test_a_crash_before_marking_sent_resends_with_the_same_id(
     platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:

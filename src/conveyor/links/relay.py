@@ -86,6 +86,14 @@ class Relay:
             except Exception:
                 log.warning("outbox relay failed; retrying", exc_info=True)
                 busy = 0
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # the relay itself is being cancelled
+                # A driver cancelled a future of ours (a connection closed under a
+                # publish): that is a failed batch, not the end of the relay.
+                log.warning("outbox relay: a publish was cancelled; retrying", exc_info=True)
+                busy = 0
             if busy >= self.options.batch or self._stopping:
                 continue  # more is waiting, or time to go
             with contextlib.suppress(TimeoutError):

@@ -62,9 +62,20 @@ class translated:
                 await self._timeout.__aexit__(kind, exc, tb)
             except TimeoutError as timeout:
                 raise translate(timeout, self._peer, self._action, self._timeout_s) from timeout
+        if isinstance(exc, asyncio.CancelledError) and not _cancelling():
+            # Not a cancellation of this task: aiormq cancels the futures of a channel
+            # or connection that closed under the call (the backend was closed, say).
+            raise ConnectionFailed(
+                f"the connection to RabbitMQ at {self._peer} closed while {self._action}"
+            ) from exc
         if exc is None or isinstance(exc, ConveyorError) or not isinstance(exc, Exception):
             return False
         raise translate(exc, self._peer, self._action, self._timeout_s) from exc
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def translate(exc: Exception, peer: Peer, action: str, timeout_s: float) -> BackendError:
