@@ -45,8 +45,6 @@ def restart_postgres() -> None:
 
 @pytest.fixture
 async def linked(platform: Platform) -> AsyncIterator[str]:
-    if platform.db.dialect != "postgresql":
-        pytest.skip("this scenario restarts PostgreSQL")  # SQLite has no server to restart
     rabbitmq.require()
     url, credentials = rabbitmq.split_url()
     name = rabbitmq.unique_name("fi05")
@@ -68,7 +66,10 @@ async def linked(platform: Platform) -> AsyncIterator[str]:
     await rabbitmq.delete_queues(name)
 
 
-@pytest.mark.postgres
+# PostgreSQL only: SQLite has no server to restart.
+@pytest.mark.parametrize(
+    "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_a_postgres_restart_loses_no_linked_write(platform: Platform, linked: str) -> None:
     committed: set[int] = set()
     failures = 0

@@ -192,7 +192,9 @@ class Database:
                 async with conn.begin():
                     yield conn
             finally:
-                callbacks = conn.info.pop(_AFTER_COMMIT, [])
+                # An invalidated connection (the server went away) has lost its info
+                # with the connection; asking for it would reconnect, outside of async.
+                callbacks = [] if conn.invalidated else conn.info.pop(_AFTER_COMMIT, [])
         for callback in callbacks:  # only reached when the commit succeeded
             callback()
 
