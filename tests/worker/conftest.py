@@ -1,27 +1,110 @@
-"""Worker tests run on every queue type listed in `QUEUE_TYPES`.
+"""Worker tests on the queue types listed in `QUEUE_TYPES`.
 
-Adding a backend is one entry in `QUEUE_TYPES` (with its marker) and one in
-`QUEUE_SPECS` (how to register such a queue for a test).
+Every test taking `worker_queue` runs on the embedded queue (SQLite and PostgreSQL);
+tests marked `every_backend` also run on RabbitMQ, Kafka and SQS. Adding a backend is
+one entry in `QUEUE_TYPES` (with its marker) and one in `QUEUE_SPECS` (how to register
+such a queue for a test, and how to remove what the broker kept of it). Broker queues
+run on the SQLite platform database only: the database holds just their registration,
+so PostgreSQL would repeat the same broker test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
+from tests import rabbitmq, sqs_support
+from tests.kafka import support as kafka
 
-#: Registration fields per queue type, besides the name and options.
-QUEUE_SPECS: dict[str, Callable[[], dict[str, Any]]] = {
-    "embedded": lambda: {"type": "embedded"},
+
+@dataclass(frozen=True)
+class QueueSpec:
+    #: Checks the broker is there (fails in CI, skips elsewhere).
+    require: Callable[[], None]
+    #: Registration fields besides the name and options.
+    fields: Callable[[], dict[str, Any]]
+    #: Options every queue of this type gets (tests may override them).
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Removes what the broker kept of the queues named.
+    cleanup: Callable[[list[str]], Awaitable[None]] | None = None
+
+
+def _rabbitmq_fields() -> dict[str, Any]:
+    url, credentials = rabbitmq.split_url()
+    return {
+        "type": "rabbitmq",
+        "url": url,
+        "username": credentials.username,
+        "password": credentials.password,
+    }
+
+
+async def _rabbitmq_cleanup(names: list[str]) -> None:
+    for name in names:
+        await rabbitmq.delete_queues(name)
+
+
+async def _kafka_cleanup(names: list[str]) -> None:
+    await asyncio.to_thread(kafka.delete_topics, *names)
+
+
+async def _sqs_cleanup(names: list[str]) -> None:
+    async with sqs_support.raw_client() as client:
+        await sqs_support.drop_queues(client, *names)
+
+
+QUEUE_SPECS: dict[str, QueueSpec] = {
+    "embedded": QueueSpec(require=lambda: None, fields=lambda: {"type": "embedded"}),
+    "rabbitmq": QueueSpec(rabbitmq.require, _rabbitmq_fields, cleanup=_rabbitmq_cleanup),
+    "kafka": QueueSpec(
+        kafka.require_kafka,
+        lambda: {"type": "kafka", "url": kafka.BOOTSTRAP},
+        options={"create_if_missing": True, **kafka.FAST_GROUP},
+        cleanup=_kafka_cleanup,
+    ),
+    "sqs": QueueSpec(
+        sqs_support.require_sqs,
+        lambda: {
+            "type": "sqs",
+            "url": sqs_support.ENDPOINT,  # completed with the queue's name below
+            "username": sqs_support.ACCESS_KEY,
+            "password": sqs_support.SECRET_KEY,
+            "region": sqs_support.REGION,
+        },
+        options={"create_if_missing": True},
+        cleanup=_sqs_cleanup,
+    ),
 }
-QUEUE_TYPES = ["embedded"]
+QUEUE_TYPES = [
+    "embedded",
+    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    pytest.param("kafka", marks=pytest.mark.kafka),
+    pytest.param("sqs", marks=pytest.mark.sqs),
+]
 
 NewQueue = Callable[..., Awaitable[Queue]]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Broker queues for `every_backend` tests, on SQLite only (see the module docstring)."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        broker = params.get("queue_type", "embedded") != "embedded"
+        wanted = item.get_closest_marker("every_backend") is not None
+        on_sqlite = params.get("database") != "postgres"
+        (kept if not broker or (wanted and on_sqlite) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(params=QUEUE_TYPES)
@@ -30,13 +113,22 @@ def queue_type(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def worker_queue(platform: Platform, queue_type: str) -> NewQueue:
+async def worker_queue(platform: Platform, queue_type: str) -> AsyncIterator[NewQueue]:
     """Registers a fresh queue of the type under test: `await worker_queue(**options)`."""
+    spec = QUEUE_SPECS[queue_type]
+    spec.require()
+    names: list[str] = []
 
     async def make(**options: Any) -> Queue:
         name = f"w-{secrets.token_hex(4)}"
+        fields = spec.fields()
+        if queue_type == "sqs":
+            fields["url"] = sqs_support.queue_url(name)
+        names.append(name)
         return await platform.queues.create(
-            {"name": name, **QUEUE_SPECS[queue_type](), "options": options}
+            {"name": name, **fields, "options": {**spec.options, **options}}
         )
 
-    return make
+    yield make
+    if spec.cleanup is not None and names:
+        await spec.cleanup(names)

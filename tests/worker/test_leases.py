@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from conveyor import Context, handler
 from conveyor.platform import Platform
 from conveyor.worker.handlers import HandlerRegistry
@@ -13,6 +15,7 @@ from tests.worker.conftest import NewQueue
 from tests.worker.helpers import Recorder, drained, eventually, running
 
 
+@pytest.mark.every_backend
 async def test_a_handler_outliving_the_visibility_timeout_never_runs_twice_at_once(
     platform: Platform, worker_queue: NewQueue
 ) -> None:
@@ -44,6 +47,7 @@ async def test_a_handler_outliving_the_visibility_timeout_never_runs_twice_at_on
     assert first.counters.acked + second.counters.acked == 4
 
 
+@pytest.mark.every_backend
 async def test_a_handler_over_its_timeout_is_cancelled_and_retried(
     platform: Platform, worker_queue: NewQueue
 ) -> None:
@@ -68,6 +72,7 @@ async def test_a_handler_over_its_timeout_is_cancelled_and_retried(
     assert worker.counters.failed == 2
 
 
+@pytest.mark.every_backend
 async def test_the_default_timeout_is_the_visibility_timeout(
     platform: Platform, worker_queue: NewQueue
 ) -> None:

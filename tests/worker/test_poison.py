@@ -3,6 +3,8 @@ while the rest of the traffic keeps flowing."""
 
 from __future__ import annotations
 
+import pytest
+
 from conveyor import Context, handler
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage
@@ -11,6 +13,7 @@ from tests.worker.conftest import NewQueue
 from tests.worker.helpers import MaxJitter, Recorder, drained, eventually, running
 
 
+@pytest.mark.every_backend
 async def test_poison_is_dead_lettered_and_other_traffic_keeps_flowing(
     platform: Platform, worker_queue: NewQueue
 ) -> None:

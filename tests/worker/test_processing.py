@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from conveyor import Context, handler
 from conveyor.platform import Platform
@@ -22,6 +23,7 @@ from tests.worker.helpers import (
 )
 
 
+@pytest.mark.every_backend
 async def test_every_message_published_through_the_api_is_processed_at_full_parallelism(
     platform: Platform, client: httpx.AsyncClient, worker_queue: NewQueue
 ) -> None:
@@ -56,6 +58,7 @@ async def test_every_message_published_through_the_api_is_processed_at_full_para
     assert max(held) <= 15
 
 
+@pytest.mark.every_backend
 async def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
     platform: Platform, worker_queue: NewQueue
 ) -> None:
@@ -81,6 +84,7 @@ async def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
     assert (worker.counters.acked, worker.counters.retried, worker.counters.failed) == (1, 2, 2)
 
 
+@pytest.mark.every_backend
 async def test_an_always_failing_handler_is_dead_lettered_then_redriven(
     platform: Platform, client: httpx.AsyncClient, admin: dict[str, str], worker_queue: NewQueue
 ) -> None:
@@ -119,6 +123,7 @@ async def test_an_always_failing_handler_is_dead_lettered_then_redriven(
     assert attempts == [1, 2, 3, 1]
 
 
+@pytest.mark.every_backend
 async def test_a_worker_serves_several_queues(platform: Platform, worker_queue: NewQueue) -> None:
     first, second = await worker_queue(), await worker_queue()
     seen: list[str] = []

@@ -41,6 +41,7 @@ class Outage:
         return await self.inner.ack(delivery)
 
 
+@pytest.mark.every_backend
 async def test_the_worker_rides_out_a_backend_outage(
     platform: Platform, worker_queue: NewQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
