@@ -1,7 +1,8 @@
 """Worker tests on the queue types listed in `QUEUE_TYPES`.
 
 Every test taking `worker_queue` runs on the embedded queue (SQLite and PostgreSQL);
-tests marked `every_backend` also run on RabbitMQ, Kafka and SQS. Adding a backend is
+tests marked `every_backend` also run on RabbitMQ, Kafka and SQS, but for the backends
+named in `every_backend(but={type: why})`. Adding a backend is
 one entry in `QUEUE_TYPES` (with its marker) and one in `QUEUE_SPECS` (how to register
 such a queue for a test, and how to remove what the broker kept of it). Broker queues
 run on the SQLite platform database only: the database holds just their registration,
@@ -99,7 +100,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
         broker = params.get("queue_type", "embedded") != "embedded"
-        wanted = item.get_closest_marker("every_backend") is not None
+        marker = item.get_closest_marker("every_backend")
+        wanted = marker is not None and params.get("queue_type") not in marker.kwargs.get("but", {})
         on_sqlite = params.get("database") != "postgres"
         (kept if not broker or (wanted and on_sqlite) else dropped).append(item)
     if dropped:

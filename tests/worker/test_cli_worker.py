@@ -109,8 +109,22 @@ class Harness:
         return [Execution(**json.loads(line)) for line in self.records.read_text().splitlines()]
 
     def started(self) -> int:
+        return len(self._started())
+
+    def _started(self) -> list[dict[str, Any]]:
         path = Path(f"{self.records}.started")
-        return len(path.read_text().splitlines()) if path.exists() else 0
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines]
+
+    def finished(self) -> set[str]:
+        return {e.id for e in self.executions()}
+
+    def interrupted(self) -> set[str]:
+        """Messages a killed worker started and did not finish."""
+        killed = {r.process.pid for r in self.runs if r.killed_at is not None}
+        done = {(e.id, e.pid) for e in self.executions()}
+        started = {(s["id"], s["pid"]) for s in self._started() if s["pid"] in killed}
+        return {message_id for message_id, pid in started - done}
 
 
 @contextmanager
@@ -176,6 +190,11 @@ async def publish_batches(
     return ids
 
 
+@pytest.mark.every_backend(
+    # Each restart waits out the killed member's group session: 50 s for this test.
+    # Kafka's kill -9 is in tests/integration/test_kafka_crash.py.
+    but={"kafka": "too slow for the suite's time budget"}
+)
 async def test_fi01_kill_9_during_a_run_loses_nothing(
     platform: Platform,
     client: httpx.AsyncClient,
@@ -201,8 +220,13 @@ async def test_fi01_kill_9_during_a_run_loses_nothing(
             h.kill(run)
             assert run.process.returncode == -signal.SIGKILL
         last = h.start("--concurrency", "10", "--prefetch", "5")
-        # every message ends done within the redelivery timeout + 30 s
-        await eventually(lambda: drained(platform, queue), timeout_s=45, what="all done")
+
+        # every message ends done within the redelivery timeout + 30 s (brokers cannot
+        # all count what a consumer holds, so the handlers' own records decide too)
+        async def all_done() -> bool:
+            return h.finished() >= set(accepted) and await drained(platform, queue)
+
+        await eventually(all_done, timeout_s=45, what="all done")
         last.process.send_signal(signal.SIGTERM)
         last.output = last.process.communicate(timeout=30)[0]
         assert last.process.returncode == 0, last.output
@@ -212,7 +236,9 @@ async def test_fi01_kill_9_during_a_run_loses_nothing(
     print("FI-01", {k: v if isinstance(v, int) else len(v) for k, v in report.items()})
     assert report["lost"] == [] and report["unexpected"] == []
     # the kills did interrupt work: it came back and was finished by a later worker
-    assert any(e.attempt > 1 for e in h.executions())
+    interrupted = h.interrupted()
+    assert interrupted, "no kill caught a handler running: the test proved nothing"
+    assert interrupted <= h.finished()
     assert report["unexplained"] == [] and report["overlapping"] == []
     assert report["duplicated"] <= 3 * 15  # at most what was held at each kill
     assert (await stats(platform, queue)).dead == 0
