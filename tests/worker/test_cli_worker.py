@@ -251,6 +251,9 @@ async def test_fi01_kill_9_during_a_run_loses_nothing(
     assert states[last.process.pid] is WorkerState.STOPPED
 
 
+@pytest.mark.every_backend(
+    but={"sqs": "SQS counts every receive as an attempt: a release cannot undo that"}
+)
 async def test_fi02_sigterm_lets_running_handlers_finish_and_releases_the_rest(
     platform: Platform, database: DatabaseTarget, tmp_path: Path, worker_queue: NewQueue
 ) -> None:
@@ -274,8 +277,9 @@ async def test_fi02_sigterm_lets_running_handlers_finish_and_releases_the_rest(
         assert len(finished) == 10 and h.started() == 10
         # and the 20 others are visible again at once, not after the 60 s lease
         now = await stats(platform, queue)
-        assert (now.ready, now.in_flight, now.delayed) == (20, 0, 0)
-        assert run.output.count("result=released") == 5, run.output
+        assert now.ready == 20 and now.in_flight in (0, None) and now.delayed in (0, None)
+        # (those it held unstarted: at most --prefetch; brokers fill it their own way)
+        assert 0 < run.output.count("result=released") <= 5, run.output
 
         # A new worker finishes the rest: no finished work is repeated, and a release
         # did not count as an attempt
