@@ -1,7 +1,8 @@
 """Drain rate of a backlog: Conveyor's worker beside its peers, in the same run.
 
-    pip install -e '.[bench]'
+    pip install -e '.[bench,rabbitmq]'
     python benchmarks/worker_drain.py [--messages 5000] [--rss-messages 50000]
+    python benchmarks/worker_drain.py --section "broker / RabbitMQ" --rss-messages 0
 
 Every contender drains the same backlog (filled before it starts, not timed) with
 concurrency 10, once with a no-op handler and once with a 10 ms sleep, each in a fresh
@@ -11,9 +12,12 @@ per-message log lines cost nobody anything.
 
 Sections compare like with like: the embedded queue on SQLite vs Huey's SQLite queue,
 on PostgreSQL vs Procrastinate; "worker alone" runs the worker over an in-memory
-backend, the ceiling any queue backend leaves it. A broker section (RabbitMQ: Celery, Dramatiq, a
-hand-written aio-pika consumer) is one more entry in `SECTIONS` and one more function
-per contender in `CONTENDERS`.
+backend, the ceiling any queue backend leaves it. "broker / RabbitMQ" puts a `rabbitmq`
+queue beside Celery (threads pool, late acks, prefetch multiplier 1), Dramatiq (one
+process, 10 threads, its defaults otherwise) and a hand-written aio-pika consumer
+(prefetch 10, ack after the handler), nothing but the protocol: the limit. Every
+contender there uses a durable queue of its own with a unique name, persistent
+messages, and deletes its queues afterwards. `GOALS` are printed beside the ratios.
 
 `--rss-messages` runs `conveyor worker` as a real process on a 50k backlog and samples
 its resident memory while it drains.
@@ -33,15 +37,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
 POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+RABBITMQ_URL = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 CONCURRENCY = 10
 HANDLERS = ("noop", "sleep 10 ms")
 
@@ -51,6 +57,20 @@ SECTIONS: dict[str, list[str]] = {
     "embedded / PostgreSQL": ["conveyor-postgres", "procrastinate-postgres"],
     # The worker over an in-memory backend: what it could do if the queue cost nothing.
     "worker alone": ["conveyor-memory"],
+    "broker / RabbitMQ": [
+        "conveyor-rabbitmq",
+        "celery-rabbitmq",
+        "dramatiq-rabbitmq",
+        # Not a product: a minimal consumer of the same broker, the limit.
+        "aio-pika-rabbitmq",
+    ],
+}
+
+#: contender → the least "ours/it" ratio we aim for against it.
+GOALS: dict[str, float] = {
+    "celery-rabbitmq": 3.0,
+    "dramatiq-rabbitmq": 1.5,
+    "aio-pika-rabbitmq": 0.8,
 }
 
 
@@ -73,10 +93,14 @@ async def _conveyor_platform(url: str, workdir: Path, schema: str | None) -> Any
     return platform
 
 
-async def _fill_embedded(platform: Any, n: int) -> Any:
+EMBEDDED = {"name": "bench", "type": "embedded"}
+
+
+async def _fill(platform: Any, n: int, spec: dict[str, Any]) -> Any:
+    """Register the queue `spec` describes and publish `n` messages to it."""
     from conveyor.queues.base import OutgoingMessage
 
-    queue = await platform.queues.create({"name": "bench", "type": "embedded"})
+    queue = await platform.queues.create(spec)
     backend = await platform.backends.get(queue)
     for start in range(0, n, 500):
         batch = [
@@ -87,7 +111,9 @@ async def _fill_embedded(platform: Any, n: int) -> Any:
     return queue
 
 
-async def _conveyor_drain(url: str, schema: str | None, kind: str, n: int, workdir: Path) -> float:
+async def _conveyor_drain(
+    url: str, schema: str | None, kind: str, n: int, workdir: Path, spec: dict[str, Any] = EMBEDDED
+) -> float:
     from conveyor import Context, HandlerRegistry, handler
     from conveyor.worker.runner import Worker, WorkerOptions
 
@@ -98,7 +124,7 @@ async def _conveyor_drain(url: str, schema: str | None, kind: str, n: int, workd
 
     platform = await _conveyor_platform(url, workdir, schema)
     async with platform:
-        queue = await _fill_embedded(platform, n)
+        queue = await _fill(platform, n, spec)
         worker = Worker(
             platform, [queue], HandlerRegistry([bench]), WorkerOptions(concurrency=CONCURRENCY)
         )
@@ -163,7 +189,7 @@ def conveyor_memory(kind: str, n: int, workdir: Path) -> float:
 
         platform = await _conveyor_platform(f"sqlite:///{workdir / 'c.db'}", workdir, None)
         async with platform:
-            queue = await platform.queues.create({"name": "bench", "type": "embedded"})
+            queue = await platform.queues.create(EMBEDDED)
             backend = _MemoryBackend(queue, n)
 
             async def connect(_: Any) -> Any:
@@ -254,6 +280,178 @@ def procrastinate_postgres(kind: str, n: int, workdir: Path) -> float:
     return asyncio.run(run())
 
 
+# RabbitMQ --------------------------------------------------------------------------
+
+
+def _rabbitmq_name(contender: str) -> str:
+    """A queue name of this run's own (Dramatiq's rule: a letter first)."""
+    return f"bench-{contender}-{secrets.token_hex(4)}"
+
+
+async def _delete_rabbitmq(queues: Iterable[str], exchanges: Iterable[str] = ()) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(RABBITMQ_URL, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        for name in exchanges:
+            await channel.exchange_delete(name)
+
+
+def conveyor_rabbitmq(kind: str, n: int, workdir: Path) -> float:
+    from conveyor.queues.rabbitmq.topology import Topology
+
+    parts = urlsplit(RABBITMQ_URL)
+    name = _rabbitmq_name("conveyor")
+    spec = {
+        "name": name,
+        "type": "rabbitmq",
+        "url": urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 5672}")),
+        "username": unquote(parts.username or "guest"),
+        "password": unquote(parts.password or "guest"),
+    }
+    url = f"sqlite:///{workdir / 'conveyor.db'}"
+    try:
+        return asyncio.run(_conveyor_drain(url, None, kind, n, workdir, spec))
+    finally:
+        asyncio.run(_delete_rabbitmq(queue for queue, _ in Topology(name).queues()))
+
+
+def celery_rabbitmq(kind: str, n: int, workdir: Path) -> float:
+    from celery import Celery
+
+    name = _rabbitmq_name("celery")
+    app = Celery("bench", broker=RABBITMQ_URL, set_as_current=False)
+    app.conf.update(
+        task_default_queue=name,  # with an exchange of the same name
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        worker_enable_remote_control=False,  # no pidbox queue
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+    )
+    done = 0
+    lock = threading.Lock()
+
+    @app.task(name="bench")
+    def bench() -> None:
+        nonlocal done
+        if kind != "noop":
+            time.sleep(0.01)
+        with lock:
+            done += 1
+
+    try:
+        with app.producer_or_acquire() as producer:
+            for _ in range(n):
+                bench.apply_async(producer=producer)
+        worker = app.WorkController(
+            hostname=f"{name}@bench",
+            pool_cls="threads",
+            concurrency=CONCURRENCY,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
+        began = time.perf_counter()
+        thread = threading.Thread(target=worker.start, daemon=True)
+        thread.start()
+        while done < n:
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - began
+        worker.stop(in_sighandler=False)
+        thread.join(timeout=60)
+        return elapsed
+    finally:
+        asyncio.run(_delete_rabbitmq([name], [name]))
+
+
+def dramatiq_rabbitmq(kind: str, n: int, workdir: Path) -> float:
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    name = _rabbitmq_name("dramatiq")
+    broker = RabbitmqBroker(url=RABBITMQ_URL)
+    done = 0
+    lock = threading.Lock()
+
+    @dramatiq.actor(actor_name="bench", queue_name=name, broker=broker)
+    def bench() -> None:
+        nonlocal done
+        if kind != "noop":
+            time.sleep(0.01)
+        with lock:
+            done += 1
+
+    try:
+        for _ in range(n):
+            bench.send()
+        worker = dramatiq.Worker(broker, worker_threads=CONCURRENCY)
+        began = time.perf_counter()
+        worker.start()
+        while done < n:
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - began
+        worker.stop()
+        broker.close()
+        return elapsed
+    finally:
+        asyncio.run(_delete_rabbitmq([name, f"{name}.DQ", f"{name}.XQ"]))
+
+
+def aio_pika_rabbitmq(kind: str, n: int, workdir: Path) -> float:
+    """By hand: prefetch 10, each delivery handled in its own task, acked after it."""
+    import aio_pika
+
+    async def run(name: str) -> float:
+        connection = await aio_pika.connect(RABBITMQ_URL, timeout=10)
+        async with connection:
+            channel = await connection.channel()  # publisher confirms
+            queue = await channel.declare_queue(name, durable=True)
+            body = orjson.dumps({"handler": "bench"})
+            for start in range(0, n, 500):
+                await asyncio.gather(
+                    *(
+                        channel.default_exchange.publish(
+                            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                            routing_key=name,
+                        )
+                        for _ in range(start, min(n, start + 500))
+                    )
+                )
+            await channel.set_qos(prefetch_count=CONCURRENCY)
+            done = 0
+            drained = asyncio.Event()
+
+            # aiormq runs every delivery's callback in a task of its own.
+            async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                nonlocal done
+                if kind != "noop":
+                    await asyncio.sleep(0.01)
+                await message.ack()
+                done += 1
+                if done == n:
+                    drained.set()
+
+            began = time.perf_counter()
+            tag = await queue.consume(handle)
+            await drained.wait()
+            elapsed = time.perf_counter() - began
+            await queue.cancel(tag)
+        return elapsed
+
+    name = _rabbitmq_name("aio-pika")
+    try:
+        return asyncio.run(run(name))
+    finally:
+        asyncio.run(_delete_rabbitmq([name]))
+
+
 # Plumbing --------------------------------------------------------------------------
 
 CONTENDERS: dict[str, Callable[[str, int, Path], float]] = {
@@ -262,6 +460,10 @@ CONTENDERS: dict[str, Callable[[str, int, Path], float]] = {
     "huey-sqlite": huey_sqlite,
     "conveyor-postgres": conveyor_postgres,
     "procrastinate-postgres": procrastinate_postgres,
+    "conveyor-rabbitmq": conveyor_rabbitmq,
+    "celery-rabbitmq": celery_rabbitmq,
+    "dramatiq-rabbitmq": dramatiq_rabbitmq,
+    "aio-pika-rabbitmq": aio_pika_rabbitmq,
 }
 
 
@@ -311,6 +513,7 @@ def drain_table(n: int, rounds: int, sections: dict[str, list[str]]) -> None:
     print(f"\nDrain rate, {n} messages, concurrency {CONCURRENCY}, median of {rounds} rounds")
     header = (
         f"{'section':<24}{'handler':<14}{'contender':<24}{'msg/s':>8}{'min-max':>13}{'ours/it':>9}"
+        f"  {'goal'}"
     )
     print(header)
     print("-" * len(header))
@@ -325,8 +528,12 @@ def drain_table(n: int, rounds: int, sections: dict[str, list[str]]) -> None:
                 rate = statistics.median(rates[name])
                 spread = f"{min(rates[name]):.0f}-{max(rates[name]):.0f}"
                 ratio = f"{ours / rate:.2f}x" if name != names[0] else ""
+                goal = GOALS.get(name)
+                verdict = ""
+                if goal is not None:
+                    verdict = f"  >= {goal}x {'met' if ours / rate >= goal else 'MISSED'}"
                 print(
-                    f"{section:<24}{kind:<14}{name:<24}{rate:>8.0f}{spread:>13}{ratio:>9}",
+                    f"{section:<24}{kind:<14}{name:<24}{rate:>8.0f}{spread:>13}{ratio:>9}{verdict}",
                     flush=True,
                 )
 
@@ -337,7 +544,7 @@ def drain_table(n: int, rounds: int, sections: dict[str, list[str]]) -> None:
 async def _prepare_rss(workdir: Path, n: int) -> str:
     platform = await _conveyor_platform(f"sqlite:///{workdir / 'conveyor.db'}", workdir, None)
     async with platform:
-        queue = await _fill_embedded(platform, n)
+        queue = await _fill(platform, n, EMBEDDED)
     return str(queue.name)
 
 
