@@ -88,6 +88,12 @@ async def drained(platform: Platform, queue: Queue, *, dead: int = 0) -> bool:
     return all(n in (0, None) for n in left) and now.dead in (dead, None)
 
 
+async def settled(platform: Platform, queue: Queue, *workers: Worker, acked: int) -> bool:
+    """`acked` messages acked by these workers, and the queue drained. The workers' own
+    count matters on brokers that cannot tell what a consumer holds (AMQP, Kafka)."""
+    return sum(w.counters.acked for w in workers) >= acked and await drained(platform, queue)
+
+
 async def publish_api(
     client: httpx.AsyncClient,
     headers: dict[str, str],

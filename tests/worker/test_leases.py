@@ -12,7 +12,7 @@ from conveyor import Context, handler
 from conveyor.platform import Platform
 from conveyor.worker.handlers import HandlerRegistry
 from tests.worker.conftest import NewQueue
-from tests.worker.helpers import Recorder, drained, eventually, running
+from tests.worker.helpers import Recorder, drained, eventually, running, settled
 
 
 @pytest.mark.every_backend
@@ -38,7 +38,9 @@ async def test_a_handler_outliving_the_visibility_timeout_never_runs_twice_at_on
         running(platform, queue, registry, concurrency=2, prefetch=2) as first,
         running(platform, queue, registry, concurrency=2, prefetch=2) as second,
     ):
-        await eventually(lambda: drained(platform, queue), timeout_s=40, what="all acked")
+        await eventually(
+            lambda: settled(platform, queue, first, second, acked=4), timeout_s=40, what="all acked"
+        )
 
     # Then each message ran exactly once: the leases were extended, never lost
     assert sorted(record.handled()) == [0, 1, 2, 3]

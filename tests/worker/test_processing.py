@@ -19,6 +19,7 @@ from tests.worker.helpers import (
     eventually,
     publish_api,
     running,
+    settled,
     stats,
 )
 
@@ -74,7 +75,7 @@ async def test_a_failing_handler_is_retried_with_backoff_until_it_succeeds(
 
     await platform.publisher.publish_object(queue, {"handler": "flaky"})
     async with running(platform, queue, HandlerRegistry([flaky]), rng=MaxJitter()) as worker:
-        await eventually(lambda: drained(platform, queue), what="the message acked")
+        await eventually(lambda: settled(platform, queue, worker, acked=1), what="acked")
 
     first, second, third = record.of("flaky")
     assert [first.attempt, second.attempt, third.attempt] == [1, 2, 3]
@@ -101,7 +102,7 @@ async def test_an_always_failing_handler_is_dead_lettered_then_redriven(
 
     sent = await platform.publisher.publish_object(queue, {"handler": "charge", "amount": 12})
     base = f"/api/v1/zstorage/queues/{queue.id}"
-    async with running(platform, queue, HandlerRegistry([charge])):
+    async with running(platform, queue, HandlerRegistry([charge])) as worker:
 
         async def one_dead() -> bool:
             return (await client.get(f"{base}/stats", headers=admin)).json()["dead"] == 1
@@ -119,7 +120,9 @@ async def test_an_always_failing_handler_is_dead_lettered_then_redriven(
         healthy.set()
         moved = await client.post(f"{base}/dead-letters/redrive", json={}, headers=admin)
         assert moved.json() == {"count": 1}
-        await eventually(lambda: drained(platform, queue), what="the redriven message acked")
+        await eventually(
+            lambda: settled(platform, queue, worker, acked=1), what="the redriven message acked"
+        )
     assert attempts == [1, 2, 3, 1]
 
 

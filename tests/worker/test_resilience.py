@@ -14,7 +14,7 @@ from conveyor.queues.base import Delivery, QueueBackend
 from conveyor.queues.model import Queue
 from conveyor.worker.handlers import HandlerRegistry
 from tests.worker.conftest import NewQueue
-from tests.worker.helpers import drained, eventually, running
+from tests.worker.helpers import eventually, running, settled
 
 
 class Outage:
@@ -68,7 +68,9 @@ async def test_the_worker_rides_out_a_backend_outage(
         handled.append(context.message.payload["n"])
 
     async with running(platform, queue, HandlerRegistry([n])) as worker:
-        await eventually(lambda: drained(platform, queue), timeout_s=30, what="all acked")
+        await eventually(
+            lambda: settled(platform, queue, worker, acked=5), timeout_s=30, what="all acked"
+        )
     assert sorted(handled) == [0, 1, 2, 3, 4]
     assert worker.counters.acked == 5 and refusals == []
     # three failed receives in a row: the worker opened a fresh backend
