@@ -36,7 +36,7 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
     )
     app.state.platform = platform
     errors.install(app)
-    app.include_router(health.router)
+    health.install(app)
     app.include_router(keys.router)
     app.include_router(queues.router)
     app.include_router(publish.router)
