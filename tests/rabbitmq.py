@@ -38,6 +38,18 @@ def split_url(url: str = RABBITMQ_URL) -> tuple[str, Credentials]:
     return urlunsplit(parts._replace(netloc=netloc)), credentials
 
 
+def registration(name: str) -> dict[str, Any]:
+    """What the queue API takes to register RabbitMQ queue `name` on the test broker."""
+    url, credentials = split_url()
+    return {
+        "name": name,
+        "type": "rabbitmq",
+        "url": url,
+        "username": credentials.username,
+        "password": credentials.password,
+    }
+
+
 def queue_for(name: str, url: str = RABBITMQ_URL, **options: Any) -> tuple[Queue, Credentials]:
     bare, credentials = split_url(url)
     now = datetime.now(UTC)

@@ -23,17 +23,8 @@ async def test_conveyor_relay_sends_the_outbox_and_stops_cleanly(
 ) -> None:
     rabbitmq.require()
     await platform.stop_relay()  # only the relay process under test may send
-    url, credentials = rabbitmq.split_url()
     name = rabbitmq.unique_name("relaycli")
-    queue = await platform.queues.create(
-        {
-            "name": name,
-            "type": "rabbitmq",
-            "url": url,
-            "username": credentials.username,
-            "password": credentials.password,
-        }
-    )
+    queue = await platform.queues.create(rabbitmq.registration(name))
     table = FakeTable("pedido")
     await platform.links.put(
         table.name, queue.id, LinkSpec.parse(table.name, {"events": ["create"]})

@@ -105,17 +105,8 @@ async def test_events_not_linked_publish_nothing(platform: Platform) -> None:
 @pytest.fixture
 async def rabbit_queue(platform: Platform) -> AsyncIterator[Queue]:
     rabbitmq.require()
-    url, credentials = rabbitmq.split_url()
     name = rabbitmq.unique_name("outbox")
-    queue = await platform.queues.create(
-        {
-            "name": name,
-            "type": "rabbitmq",
-            "url": url,
-            "username": credentials.username,
-            "password": credentials.password,
-        }
-    )
+    queue = await platform.queues.create(rabbitmq.registration(name))
     await platform.backends.get(queue)  # declares the queue, so tests can read it at once
     yield queue
     await rabbitmq.delete_queues(name)

@@ -78,17 +78,8 @@ settings_for_property = settings(
 
 
 async def one_example(platform: Platform, suffix: str, txns: list[Txn], rng: Any) -> None:
-    url, credentials = rabbitmq.split_url()
     name = rabbitmq.unique_name(suffix)
-    queue = await platform.queues.create(
-        {
-            "name": name,
-            "type": "rabbitmq",
-            "url": url,
-            "username": credentials.username,
-            "password": credentials.password,
-        }
-    )
+    queue = await platform.queues.create(rabbitmq.registration(name))
     await platform.backends.get(queue)  # declares it on the broker
     table = Table(f"t_{suffix}")
     await platform.links.put(

@@ -46,17 +46,8 @@ def restart_postgres() -> None:
 @pytest.fixture
 async def linked(platform: Platform) -> AsyncIterator[str]:
     rabbitmq.require()
-    url, credentials = rabbitmq.split_url()
     name = rabbitmq.unique_name("fi05")
-    queue = await platform.queues.create(
-        {
-            "name": name,
-            "type": "rabbitmq",
-            "url": url,
-            "username": credentials.username,
-            "password": credentials.password,
-        }
-    )
+    queue = await platform.queues.create(rabbitmq.registration(name))
     await platform.backends.get(queue)
     await platform.storage.tables.create(
         {"name": "pedido", "fields": [{"name": "n", "type": "integer"}]}

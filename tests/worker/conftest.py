@@ -29,22 +29,12 @@ from tests.kafka import support as kafka
 class QueueSpec:
     #: Checks the broker is there (fails in CI, skips elsewhere).
     require: Callable[[], None]
-    #: Registration fields besides the name and options.
-    fields: Callable[[], dict[str, Any]]
+    #: Registration fields of the queue named, but for its options.
+    fields: Callable[[str], dict[str, Any]]
     #: Options every queue of this type gets (tests may override them).
     options: dict[str, Any] = field(default_factory=dict)
     #: Removes what the broker kept of the queues named.
     cleanup: Callable[[list[str]], Awaitable[None]] | None = None
-
-
-def _rabbitmq_fields() -> dict[str, Any]:
-    url, credentials = rabbitmq.split_url()
-    return {
-        "type": "rabbitmq",
-        "url": url,
-        "username": credentials.username,
-        "password": credentials.password,
-    }
 
 
 async def _rabbitmq_cleanup(names: list[str]) -> None:
@@ -62,19 +52,22 @@ async def _sqs_cleanup(names: list[str]) -> None:
 
 
 QUEUE_SPECS: dict[str, QueueSpec] = {
-    "embedded": QueueSpec(require=lambda: None, fields=lambda: {"type": "embedded"}),
-    "rabbitmq": QueueSpec(rabbitmq.require, _rabbitmq_fields, cleanup=_rabbitmq_cleanup),
+    "embedded": QueueSpec(
+        require=lambda: None, fields=lambda name: {"name": name, "type": "embedded"}
+    ),
+    "rabbitmq": QueueSpec(rabbitmq.require, rabbitmq.registration, cleanup=_rabbitmq_cleanup),
     "kafka": QueueSpec(
         kafka.require_kafka,
-        lambda: {"type": "kafka", "url": kafka.BOOTSTRAP},
+        lambda name: {"name": name, "type": "kafka", "url": kafka.BOOTSTRAP},
         options={"create_if_missing": True, **kafka.FAST_GROUP},
         cleanup=_kafka_cleanup,
     ),
     "sqs": QueueSpec(
         sqs_support.require_sqs,
-        lambda: {
+        lambda name: {
+            "name": name,
             "type": "sqs",
-            "url": sqs_support.ENDPOINT,  # completed with the queue's name below
+            "url": sqs_support.queue_url(name),
             "username": sqs_support.ACCESS_KEY,
             "password": sqs_support.SECRET_KEY,
             "region": sqs_support.REGION,
@@ -123,12 +116,9 @@ async def worker_queue(platform: Platform, queue_type: str) -> AsyncIterator[New
 
     async def make(**options: Any) -> Queue:
         name = f"w-{secrets.token_hex(4)}"
-        fields = spec.fields()
-        if queue_type == "sqs":
-            fields["url"] = sqs_support.queue_url(name)
         names.append(name)
         return await platform.queues.create(
-            {"name": name, **fields, "options": {**spec.options, **options}}
+            {**spec.fields(name), "options": {**spec.options, **options}}
         )
 
     yield make
