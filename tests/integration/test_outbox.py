@@ -16,7 +16,7 @@ import pytest
 
 from conveyor.exceptions import BackendError, BadRequest
 from conveyor.links.model import LinkSpec
-from conveyor.links.outbox import Status
+from conveyor.links.outbox import OutboxRow, Status
 from conveyor.links.relay import Relay, RelayOptions
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage, PublishResult
@@ -192,6 +192,59 @@ async def retry_now(platform: Platform) -> None:
         with contextlib.suppress(BadRequest):  # sent in the meantime
             await platform.outbox.retry(row.id)
     platform.relay.wake()
+
+
+@pytest.mark.rabbitmq
+async def test_the_writing_process_hands_its_rows_to_its_relay_without_a_claim(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await link(platform, rabbit_queue, events=["create"])
+    claim = platform.outbox.claim
+    claimed: list[int] = []
+
+    async def spied(relay_id: str, *, limit: int, lease_ms: int) -> list[OutboxRow]:
+        rows = await claim(relay_id, limit=limit, lease_ms=lease_ms)
+        claimed.extend(row.id for row in rows)
+        return rows
+
+    monkeypatch.setattr(platform.outbox, "claim", spied)
+    for n in range(30):
+        await write(platform, "create", {"id": n})
+    messages = await drain_broker(rabbit_queue.name, 30)
+    assert sorted(orjson.loads(m.body)["record"]["id"] for m in messages) == list(range(30))
+    sent = await platform.outbox.page(status=Status.SENT, limit=100)
+    assert len(sent) == 30
+    assert claimed == []  # every row went from the write to the relay directly
+
+
+@pytest.mark.rabbitmq
+async def test_a_stopping_relay_gives_back_the_rows_it_was_handed(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows handed over but not yet published are released, not left leased for 30 s."""
+    await link(platform, rabbit_queue, events=["create"])
+    relay = platform.relay
+    publish_rows = relay._publish_rows
+    publishing, resume = asyncio.Event(), asyncio.Event()
+
+    async def held(rows: list[OutboxRow]) -> None:
+        publishing.set()
+        await resume.wait()
+        await publish_rows(rows)
+
+    monkeypatch.setattr(relay, "_publish_rows", held)
+    await write(platform, "create", {"id": 0})
+    await asyncio.wait_for(publishing.wait(), 5)  # the relay holds row 0
+    for n in range(1, 4):
+        await write(platform, "create", {"id": n})  # handed over, waiting behind it
+    stopping = asyncio.create_task(platform.stop_relay())
+    resume.set()
+    await stopping
+    pending = await platform.outbox.page(status=Status.PENDING)
+    assert sorted(int(r.record_id or -1) for r in pending) == [1, 2, 3]
+    free = await platform.outbox.claim("another", limit=10, lease_ms=1000)
+    assert sorted(r.id for r in free) == sorted(r.id for r in pending)
+    assert len(await drain_broker(rabbit_queue.name, 1)) == 1
 
 
 @pytest.mark.rabbitmq

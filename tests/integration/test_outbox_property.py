@@ -130,23 +130,27 @@ async def run_transactions(platform: Platform, table: Table, txns: list[Txn], rn
 
 
 async def run_wave(platform: Platform, table: Table, wave: list[Txn], n: int, rng: Any) -> None:
+    """Each transaction is a `Database.write()`, as for every record write, entered by
+    hand so that they can overlap and end in any order."""
     open_ = []
-    try:
-        for txn in wave:
-            conn = await platform.db.engine.connect()
-            if platform.db.dialect == "sqlite":
-                await conn.execution_options(sqlite_begin="IMMEDIATE")
-            transaction = await conn.begin()
-            open_.append((txn, conn, transaction))
-            record = {"id": txn.record_id, "wave": n}
-            await platform.link_hook(conn, table, "update", record, {"id": txn.record_id})
-        rng.shuffle(open_)
-        for txn, _, transaction in open_:
-            await (transaction.commit() if txn.commit else transaction.rollback())
-    finally:
-        for _, conn, _ in open_:
-            await conn.close()
+    for txn in wave:
+        transaction = platform.db.write()
+        conn = await transaction.__aenter__()
+        open_.append((txn, transaction))
+        record = {"id": txn.record_id, "wave": n}
+        await platform.link_hook(conn, table, "update", record, {"id": txn.record_id})
+    rng.shuffle(open_)
+    for txn, transaction in open_:
+        if txn.commit:
+            await transaction.__aexit__(None, None, None)
+        else:
+            rollback = RolledBack()
+            await transaction.__aexit__(RolledBack, rollback, rollback.__traceback__)
     platform.relay.wake()
+
+
+class RolledBack(Exception):
+    """Thrown into a write transaction to roll it back."""
 
 
 async def rabbitmq_messages(name: str, count: int) -> list[Any]:

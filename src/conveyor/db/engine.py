@@ -188,6 +188,9 @@ class Database:
             conn = await stack.enter_async_context(self.engine.connect())
             if self.dialect == "sqlite":
                 await conn.execution_options(sqlite_begin="IMMEDIATE")
+            # `info` lives as long as the pooled connection: callbacks left there by a
+            # transaction that was not a `write()` must not fire on this one's commit.
+            conn.info.pop(_AFTER_COMMIT, None)
             try:
                 async with conn.begin():
                     yield conn

@@ -2,7 +2,9 @@
 
 - Embedded queue: the message row is inserted in the same transaction (nothing can be
   lost or phantom; no relay needed). An outbox row, already `sent`, records it.
-- `outbox` mode: an outbox row is inserted; the relay is woken right after the commit.
+- `outbox` mode: an outbox row is inserted; right after the commit it is handed to this
+  process's relay (leased to it in the write, see `conveyor.links.relay`), or the relay
+  is woken to claim it.
 - `sync` mode: the message is published before the transaction commits; if the broker
   does not confirm within `sync_timeout_s` the write fails (503) and rolls back. The
   price: should the commit itself fail after the broker confirmed, the message exists
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,8 +62,33 @@ class LinkHook:
         previous: Record | None,
     ) -> None:
         links = [link for link in await self._links.for_write(conn, table) if event in link.events]
-        rows = [await self._emit(conn, link, event, record, previous) for link in links]
-        await OutboxStore.add(conn, rows)
+        settled: list[dict[str, Any]] = []
+        waiting: list[dict[str, Any]] = []
+        for link in links:
+            row, done = await self._emit(conn, link, event, record, previous)
+            (settled if done else waiting).append(row)
+        await OutboxStore.add(conn, settled)
+        if waiting:
+            await self._leave_for_relay(conn, waiting)
+
+    async def _leave_for_relay(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Outbox mode: leased to this process's relay and handed over after the commit
+        when it can take them; otherwise left for a claim, and the relay woken."""
+        lease = self._relay.lease_for_handoff()
+        handed = []
+        if lease is not None:
+            for row in rows:
+                leased = await OutboxStore.add_claimed(
+                    conn, row, relay_id=self._relay.id, claimed_until=lease
+                )
+                if leased is not None:
+                    handed.append(leased)
+        else:
+            await OutboxStore.add(conn, rows)
+        if handed:
+            after_commit(conn, partial(self._relay.hand_off, handed))
+        if len(handed) < len(rows):
+            after_commit(conn, self._relay.wake)
 
     async def _emit(
         self,
@@ -69,7 +97,8 @@ class LinkHook:
         event: str,
         record: Record | None,
         previous: Record | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
+        """The link's outbox row, and whether its message is published already."""
         queue = await self._queues.get(link.queue_id, conn=conn)
         current = record if record is not None else previous or {}
         message_id = new_message_id()
@@ -86,16 +115,15 @@ class LinkHook:
                 "status": Status.SENT.value,
                 "sent_at": now_ms(),
                 "backend_id": result.backend_id,
-            }
+            }, True
         if link.mode is LinkMode.SYNC:
             backend_id = await self._publish_now(queue, message)
             return row | {
                 "status": Status.SENT.value,
                 "sent_at": now_ms(),
                 "backend_id": backend_id,
-            }
-        after_commit(conn, self._relay.wake)
-        return row
+            }, True
+        return row, False
 
     async def _publish_now(self, queue: Queue, message: OutgoingMessage) -> str:
         try:

@@ -5,6 +5,12 @@ processes): each claims rows under a lease, so in normal operation no row is sen
 A relay that dies after the broker accepted a message but before marking its row sent
 leaves the lease to expire; the row is then sent again with the same message id (FI-06),
 which consumers deduplicate on.
+
+The fast path: a write in a process whose relay is running inserts its outbox row
+already leased to that relay (unless an earlier row of the same record is still
+pending) and hands it over after the commit, so the relay publishes it without a claim
+query. Everything else (rows written while no relay ran here, rows waiting behind an
+earlier one, retries, rows of a relay that died) goes through the claim.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ class RelayOptions:
     #: Keep sent rows this long (for the back-office and audits), then delete them.
     retention_s: float = 7 * 24 * 3600
     prune_interval_s: float = 300.0
+    #: Rows handed over by this process's writes and not yet published, at most; past
+    #: that, writes leave their rows to the claim (which bounds the memory held).
+    max_handoffs: int = 2000
 
 
 class Relay:
@@ -60,9 +69,29 @@ class Relay:
         self.id = f"{socket.gethostname()}:{secrets.token_hex(4)}"
         self._wake = asyncio.Event()
         self._stopping = False
+        self._running = False
+        #: A claim is due now rather than at the next poll.
+        self._claim_wanted = False
+        self._handoffs: list[OutboxRow] = []
 
     def wake(self) -> None:
-        """A write just committed outbox rows: look now rather than at the next poll."""
+        """Outbox rows are waiting for a claim: look now rather than at the next poll."""
+        self._claim_wanted = True
+        self._wake.set()
+
+    def lease_for_handoff(self) -> int | None:
+        """The lease (an epoch ms deadline) a write may give its outbox row before
+        handing it over, or None when this relay cannot take one now (it is not
+        running, or is too far behind)."""
+        if not self._running or self._stopping:
+            return None
+        if len(self._handoffs) >= self.options.max_handoffs:
+            return None
+        return self.store.clock() + int(self.options.lease_s * 1000)
+
+    def hand_off(self, rows: list[OutboxRow]) -> None:
+        """Rows leased to this relay in a write that has just committed: publish them."""
+        self._handoffs.extend(rows)
         self._wake.set()
 
     def stop(self) -> None:
@@ -75,43 +104,79 @@ class Relay:
         """Relay until stopped; failures are logged and retried, never fatal."""
         loop = asyncio.get_running_loop()
         next_prune = loop.time() + self.options.prune_interval_s
+        next_poll = loop.time()
         self._stopping = False
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                busy = await self.relay_once()
-                if loop.time() >= next_prune:
-                    next_prune = loop.time() + self.options.prune_interval_s
-                    await self.store.prune_sent(int(self.options.retention_s * 1000))
-            except Exception:
-                log.warning("outbox relay failed; retrying", exc_info=True)
+        self._running = True
+        try:
+            while not self._stopping:
+                self._wake.clear()
                 busy = 0
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is None or task.cancelling():
-                    raise  # the relay itself is being cancelled
-                # A driver cancelled a future of ours (a connection closed under a
-                # publish): that is a failed batch, not the end of the relay.
-                log.warning("outbox relay: a publish was cancelled; retrying", exc_info=True)
-                busy = 0
-            if busy >= self.options.batch or self._stopping:
-                continue  # more is waiting, or time to go
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.options.poll_interval_s):
-                    await self._wake.wait()
+                try:
+                    await self._publish_handoffs()
+                    if self._claim_wanted or loop.time() >= next_poll:
+                        self._claim_wanted = False
+                        next_poll = loop.time() + self.options.poll_interval_s
+                        busy = await self.relay_once()
+                    if loop.time() >= next_prune:
+                        next_prune = loop.time() + self.options.prune_interval_s
+                        await self.store.prune_sent(int(self.options.retention_s * 1000))
+                except Exception:
+                    log.warning("outbox relay failed; retrying", exc_info=True)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is None or task.cancelling():
+                        raise  # the relay itself is being cancelled
+                    # A driver cancelled a future of ours (a connection closed under a
+                    # publish): that is a failed batch, not the end of the relay.
+                    log.warning("outbox relay: a publish was cancelled; retrying", exc_info=True)
+                if busy >= self.options.batch:
+                    self._claim_wanted = True  # more is waiting
+                if self._stopping or self._handoffs or self._claim_wanted:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                        await self._wake.wait()
+        finally:
+            self._running = False
+            await self._release_handoffs()
+
+    async def _publish_handoffs(self) -> None:
+        rows, self._handoffs = (
+            self._handoffs[: self.options.batch],
+            self._handoffs[self.options.batch :],
+        )
+        if rows:
+            await self._publish_rows(rows)
+
+    async def _release_handoffs(self) -> None:
+        """Stopping: rows handed over and not published go back to the claim at once
+        (rather than when their lease ends)."""
+        rows, self._handoffs = self._handoffs, []
+        try:
+            await self.store.release(self.id, [row.id for row in rows])
+        except Exception:
+            log.warning(
+                "could not give back %d outbox row(s); another relay takes them when their "
+                "lease ends",
+                len(rows),
+                exc_info=True,
+            )
 
     async def relay_once(self) -> int:
         """Claim one batch and publish it; the number of rows handled."""
         rows = await self.store.claim(
             self.id, limit=self.options.batch, lease_ms=int(self.options.lease_s * 1000)
         )
+        await self._publish_rows(rows)
+        return len(rows)
+
+    async def _publish_rows(self, rows: list[OutboxRow]) -> None:
         by_queue: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
             by_queue[row.queue_id].append(row)
         await asyncio.gather(
             *(self._publish(queue_id, group) for queue_id, group in by_queue.items())
         )
-        return len(rows)
 
     async def _publish(self, queue_id: str, rows: list[OutboxRow]) -> None:
         ids = [row.id for row in rows]
