@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from conveyor.exceptions import BackendError
 from conveyor.queues.kafka.config import REQUEST_TIMEOUT_S, KafkaConfig
 from conveyor.queues.kafka.errors import map_errors
+from conveyor.queues.kafka.handles import weak_callback
 from conveyor.queues.kafka.records import Record
 
 #: Offsets by partition number, for one topic.
@@ -37,7 +38,7 @@ class Cluster:
         self._secret = config.password
         #: The most telling connection error librdkafka reported (a refused login first).
         self._last_error: KafkaError | None = None
-        settings: dict[str, Any] = {**config.admin(), "error_cb": self._on_error}
+        settings: dict[str, Any] = {**config.admin(), "error_cb": weak_callback(self._on_error)}
         with map_errors("cannot configure the Kafka client", secret=self._secret):
             self._admin = AdminClient(settings)
             self._reader = Consumer(config.reader(f"{config.group}.reader"))
@@ -201,5 +202,7 @@ class Cluster:
         def run() -> None:
             with self._reading:
                 self._reader.close()
+                # Freed here, in this thread (see conveyor.queues.kafka.handles).
+                del self._reader, self._admin
 
         await asyncio.to_thread(self._call, "cannot close the Kafka reader", run)

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from conveyor.queues import base
 from conveyor.queues.kafka.errors import describe, map_errors
+from conveyor.queues.kafka.handles import weak_callback
 from conveyor.queues.kafka.ledger import Ledger
 from conveyor.queues.kafka.offsets import Partition
 from conveyor.queues.kafka.records import Record
@@ -58,7 +59,11 @@ class GroupConsumer:
         self.failure: str | None = None
         with map_errors("cannot configure the Kafka consumer", secret=secret):
             self._consumer = Consumer(
-                {**config, "error_cb": self._on_error, "on_commit": self._on_commit}
+                {
+                    **config,
+                    "error_cb": weak_callback(self._on_error),
+                    "on_commit": weak_callback(self._on_commit),
+                }
             )
         self._thread = threading.Thread(target=self._run, name="conveyor-kafka-consumer")
         self._thread.daemon = True
@@ -91,6 +96,8 @@ class GroupConsumer:
                 self._consumer.close()
             except KafkaException as exc:
                 log.warning("closing the Kafka consumer: %s", describe(exc, secret=self._secret))
+            # Freed here, in this thread (see conveyor.queues.kafka.handles).
+            del self._consumer
 
     def _step(self) -> None:
         try:

@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from conveyor.exceptions import PublishFailed
 from conveyor.queues.kafka.config import PUBLISH_TIMEOUT_MS, REQUEST_TIMEOUT_S
 from conveyor.queues.kafka.errors import describe, kafka_error, map_errors, translate
+from conveyor.queues.kafka.handles import weak_callback
 from conveyor.queues.kafka.records import Headers
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class AsyncProducer:
         self.stale: KafkaError | None = None
         #: Replaced producers finishing (or failing) the records they still hold.
         self._retiring: set[asyncio.Task[None]] = set()
-        self._config = {**config, "error_cb": self._on_error}
+        self._config = {**config, "error_cb": weak_callback(self._on_error)}
         with map_errors("cannot configure the Kafka producer", secret=secret):
             self._producer = Producer(self._config)
         self._thread = threading.Thread(target=self._serve, name="conveyor-kafka-producer")
@@ -221,6 +222,11 @@ class AsyncProducer:
             with map_errors("closing the Kafka producer", secret=self._secret):
                 _drain(self._producer)
             self._hand_over()
+            await asyncio.to_thread(self._release)
+
+    def _release(self) -> None:
+        """Free the handle here, in a thread of ours (see conveyor.queues.kafka.handles)."""
+        del self._producer
 
 
 def _drain(producer: Producer) -> None:
