@@ -8,6 +8,7 @@ another relay, or committed after rows of other records with higher ids (FI-07).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,7 +23,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     null,
     or_,
     select,
@@ -110,25 +110,29 @@ class OutboxStore:
         unless an earlier pending row has its ordering key (that one goes first, and this
         one waits for an ordinary claim); the row when leased, else None. The writing
         process hands a leased row straight to its relay after the commit, which saves
-        the relay a claim.
-
-        In one statement: INSERT ... SELECT <values>, CASE WHEN EXISTS (an earlier
-        pending row of the key) THEN NULL ELSE <relay> END, ...
-        """
-        earlier = aliased(outbox)
-        blocked = exists().where(
-            earlier.c.ordering_key == row["ordering_key"],
-            earlier.c.status == Status.PENDING.value,
+        the relay a claim."""
+        statement = _insert_leased(tuple(row))
+        params = {**row, "lease_relay": relay_id, "lease_until": claimed_until}
+        inserted = (await conn.execute(statement, params)).one()
+        if inserted.claimed_by != relay_id:
+            return None
+        return OutboxRow(
+            id=inserted.id,
+            queue_id=row["queue_id"],
+            table_name=row["table_name"],
+            record_id=row["record_id"],
+            event=row["event"],
+            message_id=row["message_id"],
+            ordering_key=row["ordering_key"],
+            payload=row["payload"],
+            status=Status.PENDING,
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=None,
+            backend_id=None,
+            created_at=row["created_at"],
+            sent_at=None,
         )
-        columns = [*row, "claimed_by", "claimed_until"]
-        source = select(
-            *(literal(value, outbox.c[name].type) for name, value in row.items()),
-            case((blocked, null()), else_=literal(relay_id, outbox.c.claimed_by.type)),
-            case((blocked, null()), else_=literal(claimed_until, outbox.c.claimed_until.type)),
-        )
-        statement = insert(outbox).from_select(columns, source).returning(outbox)
-        inserted = (await conn.execute(statement)).one()
-        return OutboxRow.from_row(inserted) if inserted.claimed_by == relay_id else None
 
     async def claim(self, relay_id: str, *, limit: int, lease_ms: int) -> list[OutboxRow]:
         """The oldest pending row of up to `limit` ordering keys, leased to this relay."""
@@ -297,3 +301,25 @@ class OutboxStore:
         where = and_(outbox.c.status == Status.SENT.value, outbox.c.sent_at < cutoff)
         async with self.db.write() as conn:
             return (await conn.execute(delete(outbox).where(where))).rowcount
+
+
+@functools.cache
+def _insert_leased(columns: tuple[str, ...]) -> Any:
+    """INSERT ... SELECT <values>, CASE WHEN EXISTS (an earlier pending row of the key)
+    THEN NULL ELSE :lease_relay END, ... RETURNING id, claimed_by; built once per set of
+    columns (building it costs more than running it)."""
+    earlier = aliased(outbox)
+    blocked = exists().where(
+        earlier.c.ordering_key == bindparam("ordering_key"),
+        earlier.c.status == Status.PENDING.value,
+    )
+    source = select(
+        *(bindparam(name, type_=outbox.c[name].type) for name in columns),
+        case((blocked, null()), else_=bindparam("lease_relay", type_=outbox.c.claimed_by.type)),
+        case((blocked, null()), else_=bindparam("lease_until", type_=outbox.c.claimed_until.type)),
+    )
+    return (
+        insert(outbox)
+        .from_select([*columns, "claimed_by", "claimed_until"], source)
+        .returning(outbox.c.id, outbox.c.claimed_by)
+    )

@@ -50,6 +50,8 @@ class RelayOptions:
     #: Rows handed over by this process's writes and not yet published, at most; past
     #: that, writes leave their rows to the claim (which bounds the memory held).
     max_handoffs: int = 2000
+    #: Under a stream of writes, how long to gather handed-over rows into one batch.
+    handoff_linger_s: float = 0.005
 
 
 class Relay:
@@ -73,6 +75,8 @@ class Relay:
         #: A claim is due now rather than at the next poll.
         self._claim_wanted = False
         self._handoffs: list[OutboxRow] = []
+        #: The last hand-off batch had company: writes are streaming in.
+        self._busy = False
 
     def wake(self) -> None:
         """Outbox rows are waiting for a claim: look now rather than at the next poll."""
@@ -141,6 +145,11 @@ class Relay:
             await self._release_handoffs()
 
     async def _publish_handoffs(self) -> None:
+        if self._handoffs and self._busy and len(self._handoffs) < self.options.batch:
+            # Writes are coming in fast: a moment's wait gathers more of them into this
+            # batch, and each batch costs a database transaction to mark sent.
+            await asyncio.sleep(self.options.handoff_linger_s)
+        self._busy = len(self._handoffs) > 1
         rows, self._handoffs = (
             self._handoffs[: self.options.batch],
             self._handoffs[self.options.batch :],
