@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse
 
 from conveyor import __version__
 from conveyor.api import errors
-from conveyor.api.middleware import AccessLog, RequestGuard
+from conveyor.api.middleware import Gateway
 from conveyor.api.routes import health, keys, links, publish, queues, storage, workers
 from conveyor.config import Settings
 from conveyor.platform import Platform
@@ -49,8 +49,7 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
         return RedirectResponse("/admin/", status_code=307)
 
     app.mount("/admin", create_web_app(platform))
-    app.add_middleware(RequestGuard)
-    app.add_middleware(AccessLog)
+    app.add_middleware(Gateway)
     return app
 
 

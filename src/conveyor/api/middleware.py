@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import chain
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,52 +21,23 @@ _CREDENTIAL_PARAMS = frozenset({"api_key", "apikey", "access_token", "token"})
 MAX_HEADER_BYTES = 16 * 1024
 
 
-class RequestGuard:
-    """Refuses, before any routing: oversized headers (431) and API keys in the URL (400)."""
+class Gateway:
+    """Every request passes here first (one middleware, not two: each layer costs a
+    call per request). It refuses, before any routing, oversized headers (431) and API
+    keys in the URL (400), and logs one line per request: method, path (never the
+    query string), status, duration."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-            if size > MAX_HEADER_BYTES:
-                await error_response(
-                    431,
-                    "headers_too_large",
-                    f"the request headers exceed {MAX_HEADER_BYTES} bytes",
-                )(scope, receive, send)
-                return
-            if scope.get("query_string") and _has_key(scope):
-                await error_response(
-                    400,
-                    "api_key_in_query",
-                    "send API keys in the Authorization header, never in the URL; "
-                    "revoke this key, since the URL may have been logged by a proxy",
-                )(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def _has_key(scope: Scope) -> bool:
-    raw: bytes = scope["query_string"]
-    if b"cvk_" in raw:
-        return True
-    return any(
-        name.lower() in _CREDENTIAL_PARAMS
-        for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
-    )
-
-
-class AccessLog:
-    """One line per request: method, path (never the query string), status, duration."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        refusal = _refusal(scope)
+        app = self.app if refusal is None else refusal
+        if not access_log.isEnabledFor(logging.INFO):
+            await app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
@@ -77,7 +49,35 @@ class AccessLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await app(scope, receive, send_wrapper)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
+
+
+def _refusal(scope: Scope) -> ASGIApp | None:
+    headers = scope["headers"]
+    # Names and values, plus ": " and CRLF per header.
+    size = sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
+    if size > MAX_HEADER_BYTES:
+        return error_response(
+            431, "headers_too_large", f"the request headers exceed {MAX_HEADER_BYTES} bytes"
+        )
+    if scope.get("query_string") and _has_key(scope):
+        return error_response(
+            400,
+            "api_key_in_query",
+            "send API keys in the Authorization header, never in the URL; "
+            "revoke this key, since the URL may have been logged by a proxy",
+        )
+    return None
+
+
+def _has_key(scope: Scope) -> bool:
+    raw: bytes = scope["query_string"]
+    if b"cvk_" in raw:
+        return True
+    return any(
+        name.lower() in _CREDENTIAL_PARAMS
+        for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    )
