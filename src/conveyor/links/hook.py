@@ -74,17 +74,17 @@ class LinkHook:
     async def _leave_for_relay(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Outbox mode: leased to this process's relay and handed over after the commit
         when it can take them; otherwise left for a claim, and the relay woken."""
-        lease = self._relay.lease_for_handoff()
         handed = []
-        if lease is not None:
-            for row in rows:
-                leased = await OutboxStore.add_claimed(
-                    conn, row, relay_id=self._relay.id, claimed_until=lease
-                )
-                if leased is not None:
-                    handed.append(leased)
-        else:
-            await OutboxStore.add(conn, rows)
+        for row in rows:
+            lease = self._relay.lease_for_handoff(row["queue_id"])
+            if lease is None:
+                await OutboxStore.add(conn, [row])
+                continue
+            leased = await OutboxStore.add_claimed(
+                conn, row, relay_id=self._relay.id, claimed_until=lease
+            )
+            if leased is not None:
+                handed.append(leased)
         if handed:
             after_commit(conn, partial(self._relay.hand_off, handed))
         if len(handed) < len(rows):

@@ -77,21 +77,27 @@ class Relay:
         self._handoffs: list[OutboxRow] = []
         #: The last hand-off batch had company: writes are streaming in.
         self._busy = False
+        #: Queue id → until when (epoch ms) its rows are not taken by hand-off.
+        self._failing: dict[str, int] = {}
 
     def wake(self) -> None:
         """Outbox rows are waiting for a claim: look now rather than at the next poll."""
         self._claim_wanted = True
         self._wake.set()
 
-    def lease_for_handoff(self) -> int | None:
-        """The lease (an epoch ms deadline) a write may give its outbox row before
-        handing it over, or None when this relay cannot take one now (it is not
-        running, or is too far behind)."""
+    def lease_for_handoff(self, queue_id: str) -> int | None:
+        """The lease (an epoch ms deadline) a write may give its outbox row for
+        `queue_id` before handing it over, or None when this relay cannot take one now:
+        it is not running, is too far behind, or that queue's broker just failed (its
+        rows then wait for claims, which keep to the retry backoff)."""
         if not self._running or self._stopping:
             return None
         if len(self._handoffs) >= self.options.max_handoffs:
             return None
-        return self.store.clock() + int(self.options.lease_s * 1000)
+        now = self.store.clock()
+        if self._failing.get(queue_id, 0) > now:
+            return None
+        return now + int(self.options.lease_s * 1000)
 
     def hand_off(self, rows: list[OutboxRow]) -> None:
         """Rows leased to this relay in a write that has just committed: publish them."""
@@ -208,10 +214,12 @@ class Relay:
             results = await backend.publish_batch(messages)
         except ConveyorError as exc:
             log.info("outbox: %d message(s) for %s wait: %s", len(rows), queue.name, exc.message)
+            self._failing[queue_id] = self.store.clock() + int(self.options.backoff_max_s * 1000)
             await self.store.mark_attempt_failed(
                 self.id, ids, error=exc.message, retry_in_ms=self._backoff_ms
             )
             return
+        self._failing.pop(queue_id, None)
         await self.store.mark_sent(
             self.id, [(row.id, r.backend_id) for row, r in zip(rows, results, strict=True)]
         )
