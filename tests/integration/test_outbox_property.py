@@ -132,21 +132,30 @@ async def run_transactions(platform: Platform, table: Table, txns: list[Txn], rn
 async def run_wave(platform: Platform, table: Table, wave: list[Txn], n: int, rng: Any) -> None:
     """Each transaction is a `Database.write()`, as for every record write, entered by
     hand so that they can overlap and end in any order."""
-    open_ = []
-    for txn in wave:
-        transaction = platform.db.write()
-        conn = await transaction.__aenter__()
-        open_.append((txn, transaction))
-        record = {"id": txn.record_id, "wave": n}
-        await platform.link_hook(conn, table, "update", record, {"id": txn.record_id})
-    rng.shuffle(open_)
-    for txn, transaction in open_:
-        if txn.commit:
-            await transaction.__aexit__(None, None, None)
-        else:
-            rollback = RolledBack()
-            await transaction.__aexit__(RolledBack, rollback, rollback.__traceback__)
+    open_: list[tuple[Txn, Any]] = []
+    try:
+        for txn in wave:
+            transaction = platform.db.write()
+            conn = await transaction.__aenter__()
+            open_.append((txn, transaction))
+            record = {"id": txn.record_id, "wave": n}
+            await platform.link_hook(conn, table, "update", record, {"id": txn.record_id})
+        rng.shuffle(open_)
+        while open_:
+            txn, transaction = open_.pop()
+            await end(transaction, commit=txn.commit)
+    finally:
+        for _, transaction in open_:  # what a failure left open
+            await end(transaction, commit=False)
     platform.relay.wake()
+
+
+async def end(transaction: Any, *, commit: bool) -> None:
+    if commit:
+        await transaction.__aexit__(None, None, None)
+    else:
+        rollback = RolledBack()
+        await transaction.__aexit__(RolledBack, rollback, rollback.__traceback__)
 
 
 class RolledBack(Exception):
