@@ -14,6 +14,7 @@ import aio_pika
 import orjson
 import pytest
 
+from conveyor.config import Settings
 from conveyor.exceptions import BackendError, BadRequest
 from conveyor.links.model import LinkSpec
 from conveyor.links.outbox import OutboxRow, Status
@@ -396,3 +397,14 @@ async def test_rows_of_a_deleted_queue_are_marked_failed_and_retry_is_refused_on
     assert row.status is Status.PENDING
     await platform.queues.delete(queue.id)
     assert await platform.outbox.page() == []  # the queue's rows go with it
+
+
+async def test_a_platform_closed_at_once_does_not_wait_for_its_relay(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """stop() before the relay's task first ran: the relay must still stop at once."""
+    platform = Platform(settings)
+    await platform.migrate()
+    await platform.open()
+    await platform.close()  # the relay's task has not started yet
+    assert "did not stop" not in caplog.text

@@ -115,7 +115,8 @@ class Relay:
         loop = asyncio.get_running_loop()
         next_prune = loop.time() + self.options.prune_interval_s
         next_poll = loop.time()
-        self._stopping = False
+        # A stop() that came before this task got to run counts: a platform opened and
+        # closed at once must not wait for a relay that has just started.
         self._running = True
         try:
             while not self._stopping:
@@ -149,6 +150,7 @@ class Relay:
         finally:
             self._running = False
             await self._release_handoffs()
+            self._stopping = False  # stopped: it may run again
 
     async def _publish_handoffs(self) -> None:
         if self._handoffs and self._busy and len(self._handoffs) < self.options.batch:
