@@ -10,8 +10,11 @@ thread of ours.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -25,3 +28,27 @@ def weak_callback(method: Callable[..., Any]) -> Callable[..., None]:
             bound(*args)
 
     return call
+
+
+_gc_lock = threading.Lock()
+_gc_holds = 0
+
+
+@contextlib.contextmanager
+def no_gc_in_librdkafka_threads() -> Iterator[None]:
+    """Hold off automatic garbage collection while an admin request is out: librdkafka
+    resolves its futures by running Python code in a thread of its own, and a collection
+    started there that frees a client destroys it from that thread, which kills the
+    process (confluent-kafka-python #1761, #2129). Nested and concurrent holds count."""
+    global _gc_holds
+    with _gc_lock:
+        if _gc_holds == 0:
+            gc.disable()
+        _gc_holds += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holds -= 1
+            if _gc_holds == 0:
+                gc.enable()
