@@ -30,11 +30,13 @@ QUEUES = "/api/v1/zstorage/queues"
 
 
 @pytest.fixture
-async def topics() -> AsyncIterator[list[str]]:
-    """Names of the topics a test creates, deleted afterwards."""
+async def topics(platform: Platform) -> AsyncIterator[list[str]]:
+    """Names of the topics a test creates, deleted afterwards, once the platform's
+    clients have let go of them (see `delete_topics`)."""
     require_kafka()
     names: list[str] = []
     yield names
+    await platform.backends.close()
     delete_topics(*names)
 
 

@@ -54,7 +54,11 @@ def admin() -> AdminClient:
 
 
 def delete_topics(*names: str) -> None:
-    """Best effort: the broker keeps everything in memory."""
+    """Deletes the topics of these queues (and their retry and dead-letter topics).
+
+    Close every client of these topics first: a librdkafka consumer that has fetched
+    from a topic deleted under it can crash the process in its metadata cache (seen
+    with Tansu and librdkafka 2.6 to 2.16: `rd_kafka_metadata_update_op`)."""
     client = admin()
     existing = set(client.list_topics(timeout=5).topics)
     doomed = [

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from conveyor.exceptions import BackendError
 from conveyor.queues.kafka.config import REQUEST_TIMEOUT_S, KafkaConfig
 from conveyor.queues.kafka.errors import map_errors
-from conveyor.queues.kafka.handles import no_gc_in_librdkafka_threads, weak_callback
+from conveyor.queues.kafka.handles import weak_callback
 from conveyor.queues.kafka.records import Record
 
 #: Offsets by partition number, for one topic.
@@ -47,7 +47,7 @@ class Cluster:
         self._closed = False
 
     def _call(self, doing: str, fn: Any, *args: Any) -> Any:
-        with map_errors(doing, secret=self._secret), no_gc_in_librdkafka_threads():
+        with map_errors(doing, secret=self._secret):
             return fn(*args)
 
     async def topics(self) -> dict[str, int]:
