@@ -1,7 +1,8 @@
 """The write hook: runs inside a record's write transaction and emits its messages.
 
 - Embedded queue: the message row is inserted in the same transaction (nothing can be
-  lost or phantom; no relay needed). An outbox row, already `sent`, records it.
+  lost or phantom; no relay needed). An outbox row, already `sent`, records it (on
+  PostgreSQL both rows go in one statement).
 - `outbox` mode: an outbox row is inserted; right after the commit it is handed to this
   process's relay (leased to it in the write, see `conveyor.links.relay`), or the relay
   is woken to claim it.
@@ -66,7 +67,8 @@ class LinkHook:
         waiting: list[dict[str, Any]] = []
         for link in links:
             row, done = await self._emit(conn, link, event, record, previous)
-            (settled if done else waiting).append(row)
+            if row is not None:
+                (settled if done else waiting).append(row)
         await OutboxStore.add(conn, settled)
         if waiting:
             await self._leave_for_relay(conn, waiting)
@@ -97,8 +99,9 @@ class LinkHook:
         event: str,
         record: Record | None,
         previous: Record | None,
-    ) -> tuple[dict[str, Any], bool]:
-        """The link's outbox row, and whether its message is published already."""
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The link's outbox row (None when inserted already), and whether its message
+        is published already."""
         queue = await self._queues.get(link.queue_id, conn=conn)
         current = record if record is not None else previous or {}
         message_id = new_message_id()
@@ -110,7 +113,14 @@ class LinkHook:
         )
         row = outbox_row(link, event, current.get("id"), message)
         if queue.type is QueueType.EMBEDDED:
-            result = await self._embedded.backend(queue).publish_in(conn, message)
+            embedded = self._embedded.backend(queue)
+            if conn.dialect.name == "postgresql":
+                # Both rows in one statement: a round trip to the server fewer.
+                sent = row | {"status": Status.SENT.value, "sent_at": now_ms()}
+                await OutboxStore.add_with_message(conn, embedded.row(message), sent)
+                embedded.wake_after_commit(conn)
+                return None, True
+            result = await embedded.publish_in(conn, message)
             return row | {
                 "status": Status.SENT.value,
                 "sent_at": now_ms(),

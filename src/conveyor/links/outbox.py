@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from conveyor.db import Database
-from conveyor.db.tables import outbox
+from conveyor.db.tables import messages, outbox
 from conveyor.exceptions import BadRequest, NotFound
 from conveyor.queues.base import now_ms
 
@@ -101,6 +102,17 @@ class OutboxStore:
         """Insert rows in the caller's transaction (the record write's)."""
         if rows:
             await conn.execute(insert(outbox), list(rows))
+
+    @staticmethod
+    async def add_with_message(
+        conn: AsyncConnection, message: dict[str, Any], row: dict[str, Any]
+    ) -> None:
+        """PostgreSQL: insert an embedded queue's message row and its `sent` outbox row
+        (whose backend id is the message row's id) in one statement, a data-modifying
+        CTE: one round trip to the server instead of two."""
+        statement = _insert_with_message(tuple(message), tuple(row))
+        params = {f"m_{k}": v for k, v in message.items()} | {f"o_{k}": v for k, v in row.items()}
+        await conn.execute(statement, params)
 
     @staticmethod
     async def add_claimed(
@@ -323,3 +335,16 @@ def _insert_leased(columns: tuple[str, ...]) -> Any:
         .from_select([*columns, "claimed_by", "claimed_until"], source)
         .returning(outbox.c.id, outbox.c.claimed_by)
     )
+
+
+@functools.cache
+def _insert_with_message(message_columns: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """WITH m AS (INSERT INTO <messages> ... RETURNING id) INSERT INTO <outbox> (...,
+    backend_id) SELECT <values>, m.id FROM m; built once per pair of column sets."""
+    values = {name: bindparam(f"m_{name}", type_=messages.c[name].type) for name in message_columns}
+    inserted = insert(messages).values(values).returning(messages.c.id).cte("m")
+    source = select(
+        *(bindparam(f"o_{name}", type_=outbox.c[name].type) for name in columns),
+        cast(inserted.c.id, outbox.c.backend_id.type),
+    ).select_from(inserted)
+    return insert(outbox).from_select([*columns, "backend_id"], source)

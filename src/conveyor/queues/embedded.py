@@ -119,7 +119,8 @@ class EmbeddedBackend:
     async def close(self) -> None:
         return None
 
-    def _row(self, message: OutgoingMessage) -> dict[str, Any]:
+    def row(self, message: OutgoingMessage) -> dict[str, Any]:
+        """The message's row in the messages table, as inserted."""
         return {
             "queue_id": self.queue.id,
             "message_id": message.id,
@@ -133,7 +134,7 @@ class EmbeddedBackend:
         }
 
     async def publish(self, message: OutgoingMessage) -> PublishResult:
-        (row_id,) = await self._store.insert([self._row(message)])
+        (row_id,) = await self._store.insert([self.row(message)])
         return PublishResult(message.id, str(row_id))
 
     async def publish_in(self, conn: AsyncConnection, message: OutgoingMessage) -> PublishResult:
@@ -141,15 +142,20 @@ class EmbeddedBackend:
         transaction commits (the table→queue link relies on this)."""
         # The key from the driver (SQLite's lastrowid) rather than RETURNING: on SQLite
         # that saves the write a fetch, one more round trip to the database thread.
-        key = (await conn.execute(_INSERT_ONE, self._row(message))).inserted_primary_key
+        key = (await conn.execute(_INSERT_ONE, self.row(message))).inserted_primary_key
         if key is None:
             raise BackendError("the embedded queue did not return the message's row id")
         row_id = key[0]
-        after_commit(conn, self._store.event(self.queue.id).set)
+        self.wake_after_commit(conn)
         return PublishResult(message.id, str(row_id))
 
+    def wake_after_commit(self, conn: AsyncConnection) -> None:
+        """Once `conn`'s transaction, which inserted messages of this queue, commits:
+        wake this process's receivers."""
+        after_commit(conn, self._store.event(self.queue.id).set)
+
     async def publish_batch(self, batch: Sequence[OutgoingMessage]) -> list[PublishResult]:
-        ids = await self._store.insert([self._row(m) for m in batch])
+        ids = await self._store.insert([self.row(m) for m in batch])
         return [PublishResult(m.id, str(i)) for m, i in zip(batch, ids, strict=True)]
 
     async def receive(self, max_messages: int, *, wait_s: float = 0) -> list[Delivery]:
