@@ -116,23 +116,13 @@ class LinkHook:
             embedded = self._embedded.backend(queue)
             if conn.dialect.name == "postgresql":
                 # Both rows in one statement: a round trip to the server fewer.
-                sent = row | {"status": Status.SENT.value, "sent_at": now_ms()}
-                await OutboxStore.add_with_message(conn, embedded.row(message), sent)
+                await OutboxStore.add_with_message(conn, embedded.row(message), sent(row))
                 embedded.wake_after_commit(conn)
                 return None, True
             result = await embedded.publish_in(conn, message)
-            return row | {
-                "status": Status.SENT.value,
-                "sent_at": now_ms(),
-                "backend_id": result.backend_id,
-            }, True
+            return sent(row, result.backend_id), True
         if link.mode is LinkMode.SYNC:
-            backend_id = await self._publish_now(queue, message)
-            return row | {
-                "status": Status.SENT.value,
-                "sent_at": now_ms(),
-                "backend_id": backend_id,
-            }, True
+            return sent(row, await self._publish_now(queue, message)), True
         return row, False
 
     async def _publish_now(self, queue: Queue, message: OutgoingMessage) -> str:
@@ -149,6 +139,12 @@ class LinkHook:
                 f"queue {queue.name!r} did not accept the message ({reason}); "
                 "the write was rolled back"
             ) from exc
+
+
+def sent(row: dict[str, Any], backend_id: str | None = None) -> dict[str, Any]:
+    """`row` marked sent now (its backend id, when known here)."""
+    marked = row | {"status": Status.SENT.value, "sent_at": now_ms()}
+    return marked if backend_id is None else marked | {"backend_id": backend_id}
 
 
 def outbox_row(
