@@ -3,7 +3,7 @@
 `/bench/minimal-insert` does the durable insert the publish API does (one row in the
 embedded queue, committed) with no authentication and no validation: the limit our
 route is measured against. `create_plain` is a bare FastAPI app with one route, the
-yardstick for our HTTP layer.
+yardstick for our HTTP layer; `/bench/fastapi-route` is that same route on our stack.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ def create() -> FastAPI:
             )
             row_id = result.scalar_one()
         return {"message-id": message_id, "sqs-id": str(row_id), "queue-id": queue_id}
+
+    @app.get("/bench/fastapi-route")
+    async def fastapi_route() -> dict[str, str]:
+        """The plain app's route, served by our stack (after all our routes)."""
+        return {"status": "ok"}
 
     return app
 

@@ -37,12 +37,14 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
     app.state.platform = platform
     errors.install(app)
     health.install(app)
-    app.include_router(keys.router)
-    app.include_router(queues.router)
+    # Routes are tried in order: publishing, the bulk of the traffic, first; the keys
+    # routes (prefix /api/v1, which every API path shares) last.
     app.include_router(publish.router)
+    app.include_router(queues.router)
     app.include_router(storage.router)
     app.include_router(links.router)
     app.include_router(workers.router)
+    app.include_router(keys.router)
 
     @app.get("/admin", include_in_schema=False)
     async def admin_root() -> RedirectResponse:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, Field
 
 from conveyor.api.auth import authenticate, platform_of, require
+from conveyor.api.routing import Router
 from conveyor.keys import ApiKey, Scope
 
-router = APIRouter(prefix="/api/v1", tags=["keys"])
+router = Router(prefix="/api/v1", tags=["keys"])
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 
 

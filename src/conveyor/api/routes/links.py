@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
 from conveyor.api.auth import platform_of, require
 from conveyor.api.responses import Json
 from conveyor.api.routes.storage import BODY, JsonObject
+from conveyor.api.routing import Router
 from conveyor.exceptions import BadRequest
 from conveyor.keys import ApiKey, Scope
 from conveyor.links.model import Link, LinkSpec
@@ -18,7 +19,7 @@ from conveyor.links.replay import MAX_RECORDS, replay
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
 
-router = APIRouter(prefix="/api/v1/zstorage", tags=["links"], default_response_class=Json)
+router = Router(prefix="/api/v1/zstorage", tags=["links"], default_response_class=Json)
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 
 

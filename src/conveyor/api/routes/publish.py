@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
 from conveyor.api.auth import authenticate, platform_of
 from conveyor.api.responses import Json
+from conveyor.api.routing import Router
 from conveyor.exceptions import (
     BadRequest,
     Forbidden,
@@ -25,7 +26,7 @@ from conveyor.keys import ApiKey, Scope
 from conveyor.queues.model import Queue
 from conveyor.queues.publisher import MAX_BATCH
 
-router = APIRouter(prefix="/api/v1/zstorage/queue", tags=["publish"])
+router = Router(prefix="/api/v1/zstorage/queue", tags=["publish"])
 
 _BODY = {
     "required": True,

@@ -6,17 +6,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.auth import platform_of, require
+from conveyor.api.routing import Router
 from conveyor.exceptions import BackendError
 from conveyor.keys import ApiKey, Scope
 from conveyor.queues import probes
 from conveyor.queues.base import DeadLetter, QueueBackend
 from conveyor.queues.model import Queue, QueueType
 
-router = APIRouter(prefix="/api/v1/zstorage/queues", tags=["queues"])
+router = Router(prefix="/api/v1/zstorage/queues", tags=["queues"])
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from starlette.responses import Response
 
 from conveyor.api.auth import platform_of, require
 from conveyor.api.responses import Json
+from conveyor.api.routing import Router
 from conveyor.exceptions import InvalidJson, UnsupportedMediaType, ValidationError
 from conveyor.keys import ApiKey, Scope
 from conveyor.links import table_links
@@ -17,7 +18,7 @@ from conveyor.platform import Platform
 from conveyor.storage import Storage
 from conveyor.storage.model import TableDef
 
-router = APIRouter(prefix="/api/v1/zstorage", tags=["zstorage"], default_response_class=Json)
+router = Router(prefix="/api/v1/zstorage", tags=["zstorage"], default_response_class=Json)
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 Reader = Annotated[ApiKey, Depends(require(Scope.STORAGE_READ))]
 Writer = Annotated[ApiKey, Depends(require(Scope.STORAGE_WRITE))]

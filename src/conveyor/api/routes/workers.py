@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from conveyor.api.auth import platform_of, require
+from conveyor.api.routing import Router
 from conveyor.db.types import utcnow
 from conveyor.keys import ApiKey, Scope
 from conveyor.worker.heartbeat import WorkerRecord, WorkerState
 
-router = APIRouter(prefix="/api/v1/zstorage/workers", tags=["workers"])
+router = Router(prefix="/api/v1/zstorage/workers", tags=["workers"])
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
 
 
