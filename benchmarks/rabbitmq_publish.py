@@ -24,6 +24,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import orjson
+import uvloop
 
 from conveyor.api import create_app
 from conveyor.config import Settings
@@ -209,4 +210,4 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=500, help="per turn")
     parser.add_argument("--rounds", type=int, default=10, help="turns per variant and mode")
     options = parser.parse_args()
-    asyncio.run(main(options.messages, options.rounds))
+    uvloop.run(main(options.messages, options.rounds))

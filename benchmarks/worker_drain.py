@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
+import uvloop
 
 POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -140,7 +141,7 @@ async def _conveyor_drain(
 
 def conveyor_sqlite(kind: str, n: int, workdir: Path) -> float:
     url = f"sqlite:///{workdir / 'conveyor.db'}"
-    return asyncio.run(_conveyor_drain(url, None, kind, n, workdir))
+    return uvloop.run(_conveyor_drain(url, None, kind, n, workdir))
 
 
 def conveyor_postgres(kind: str, n: int, workdir: Path) -> float:
@@ -148,7 +149,7 @@ def conveyor_postgres(kind: str, n: int, workdir: Path) -> float:
         async with _postgres_schema() as schema:
             return await _conveyor_drain(POSTGRES_URL, schema, kind, n, workdir)
 
-    return asyncio.run(run())
+    return uvloop.run(run())
 
 
 class _MemoryBackend:
@@ -207,7 +208,7 @@ def conveyor_memory(kind: str, n: int, workdir: Path) -> float:
             await task
         return elapsed
 
-    return asyncio.run(run())
+    return uvloop.run(run())
 
 
 # Huey (SQLite) ---------------------------------------------------------------------
@@ -277,7 +278,7 @@ def procrastinate_postgres(kind: str, n: int, workdir: Path) -> float:
                 )
                 return time.perf_counter() - began
 
-    return asyncio.run(run())
+    return uvloop.run(run())
 
 
 # RabbitMQ --------------------------------------------------------------------------
@@ -314,9 +315,9 @@ def conveyor_rabbitmq(kind: str, n: int, workdir: Path) -> float:
     }
     url = f"sqlite:///{workdir / 'conveyor.db'}"
     try:
-        return asyncio.run(_conveyor_drain(url, None, kind, n, workdir, spec))
+        return uvloop.run(_conveyor_drain(url, None, kind, n, workdir, spec))
     finally:
-        asyncio.run(_delete_rabbitmq(queue for queue, _ in Topology(name).queues()))
+        uvloop.run(_delete_rabbitmq(queue for queue, _ in Topology(name).queues()))
 
 
 def celery_rabbitmq(kind: str, n: int, workdir: Path) -> float:
@@ -368,7 +369,7 @@ def celery_rabbitmq(kind: str, n: int, workdir: Path) -> float:
         thread.join(timeout=60)
         return elapsed
     finally:
-        asyncio.run(_delete_rabbitmq([name], [name]))
+        uvloop.run(_delete_rabbitmq([name], [name]))
 
 
 def dramatiq_rabbitmq(kind: str, n: int, workdir: Path) -> float:
@@ -401,7 +402,7 @@ def dramatiq_rabbitmq(kind: str, n: int, workdir: Path) -> float:
         broker.close()
         return elapsed
     finally:
-        asyncio.run(_delete_rabbitmq([name, f"{name}.DQ", f"{name}.XQ"]))
+        uvloop.run(_delete_rabbitmq([name, f"{name}.DQ", f"{name}.XQ"]))
 
 
 def aio_pika_rabbitmq(kind: str, n: int, workdir: Path) -> float:
@@ -447,9 +448,9 @@ def aio_pika_rabbitmq(kind: str, n: int, workdir: Path) -> float:
 
     name = _rabbitmq_name("aio-pika")
     try:
-        return asyncio.run(run(name))
+        return uvloop.run(run(name))
     finally:
-        asyncio.run(_delete_rabbitmq([name]))
+        uvloop.run(_delete_rabbitmq([name]))
 
 
 # Plumbing --------------------------------------------------------------------------
@@ -571,7 +572,7 @@ async def _watch(workdir: Path, pid: int, n: int) -> list[tuple[float, int, floa
 def rss_table(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        name = asyncio.run(_prepare_rss(workdir, n))
+        name = uvloop.run(_prepare_rss(workdir, n))
         (workdir / "bench_handlers.py").write_text(
             "from conveyor import handler\n\n"
             '@handler("bench", auto_ack=True)\n'
@@ -588,7 +589,7 @@ def rss_table(n: int) -> None:
         command += ["--handlers", str(workdir / "bench_handlers.py")]
         process = subprocess.Popen(command, env=env, cwd=workdir)
         try:
-            samples = asyncio.run(_watch(workdir, process.pid, n))
+            samples = uvloop.run(_watch(workdir, process.pid, n))
         finally:
             process.terminate()
             process.wait(timeout=60)
