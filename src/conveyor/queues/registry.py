@@ -140,21 +140,25 @@ class QueueRegistry:
 
     async def _find(self, column: str, value: str, conn: AsyncConnection | None = None) -> Queue:
         key = (column, value)
-        if self._caching and key in self._cache:
-            queue = self._cache[key]
+        if not self._caching:
+            queue = await self._load(column, value, conn)
         else:
-            query = select(queues).where(queues.c[column] == value)
-            if conn is not None:
-                row = (await conn.execute(query)).first()
-            else:
-                async with self._db.read() as own:
-                    row = (await own.execute(query)).first()
-            queue = Queue.from_row(row) if row is not None else None
-            if self._caching:
-                self._cache[key] = queue
+            try:  # one lookup, not `in` then `[]`: an entry can expire between the two
+                queue = self._cache[key]
+            except KeyError:
+                queue = self._cache[key] = await self._load(column, value, conn)
         if queue is None:
             raise QueueNotFound(f"no queue with {column} {value!r}")
         return queue
+
+    async def _load(self, column: str, value: str, conn: AsyncConnection | None) -> Queue | None:
+        query = select(queues).where(queues.c[column] == value)
+        if conn is not None:
+            row = (await conn.execute(query)).first()
+        else:
+            async with self._db.read() as own:
+                row = (await own.execute(query)).first()
+        return Queue.from_row(row) if row is not None else None
 
     def _forget(self) -> None:
         self._cache.clear()
