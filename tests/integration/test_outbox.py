@@ -150,7 +150,7 @@ async def test_outbox_rows_reach_rabbitmq_in_order(platform: Platform, rabbit_qu
     messages = await drain_broker(rabbit_queue.name, 20)
     bodies = [orjson.loads(m.body) for m in messages]
     assert [b["record"]["n"] for b in bodies] == list(range(20))
-    rows = await platform.outbox.page(status=Status.SENT, limit=100)
+    rows = await sent_rows(platform, 20)
     assert {r.message_id for r in rows} == {m.message_id for m in messages}
 
 
@@ -215,9 +215,74 @@ async def test_the_writing_process_hands_its_rows_to_its_relay_without_a_claim(
         await write(platform, "create", {"id": n})
     messages = await drain_broker(rabbit_queue.name, 30)
     assert sorted(orjson.loads(m.body)["record"]["id"] for m in messages) == list(range(30))
-    sent = await platform.outbox.page(status=Status.SENT, limit=100)
-    assert len(sent) == 30
+    assert len(await sent_rows(platform, 30)) == 30
     assert claimed == []  # every row went from the write to the relay directly
+
+
+@pytest.mark.rabbitmq
+async def test_a_batch_publishes_while_the_one_before_is_marked_sent(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marking sent costs a commit: the relay publishes the next hand-off meanwhile."""
+    await link(platform, rabbit_queue, events=["create"])
+    mark_sent = platform.outbox.mark_sent
+    marking, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow(relay_id: str, sent: Sequence[tuple[int, str]]) -> None:
+        marking.set()
+        await finish.wait()
+        await mark_sent(relay_id, sent)
+
+    monkeypatch.setattr(platform.outbox, "mark_sent", slow)
+    await write(platform, "create", {"id": 1})
+    await asyncio.wait_for(marking.wait(), 5)  # record 1 published, its mark held
+    await write(platform, "create", {"id": 2})
+    (first, second) = await drain_broker(rabbit_queue.name, 2)  # 2 went out meanwhile
+    assert [orjson.loads(m.body)["record"]["id"] for m in (first, second)] == [1, 2]
+    assert (await platform.outbox.counts())["sent"] == 0
+    finish.set()
+    assert len(await sent_rows(platform, 2)) == 2
+
+
+@pytest.mark.rabbitmq
+async def test_a_failed_mark_leaves_the_rows_to_be_sent_again(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refused to mark a published hand-off sent: the row stays leased and
+    is published again (same message id) when its lease ends; the relay goes on."""
+    await platform.stop_relay()
+    relay = platform.relay  # the one this process's writes hand their rows to
+    relay.options = RelayOptions(lease_s=0.5, poll_interval_s=0.1)
+    await link(platform, rabbit_queue, events=["create"])
+    failures = 0
+
+    async def refuse_once(relay_id: str, sent: Sequence[tuple[int, str]]) -> None:
+        nonlocal failures
+        failures += 1
+        if failures == 1:
+            raise RuntimeError("the database went away")
+        await mark_sent(relay_id, sent)
+
+    mark_sent = platform.outbox.mark_sent
+    monkeypatch.setattr(platform.outbox, "mark_sent", refuse_once)
+    task = asyncio.create_task(relay.run())
+    try:
+        await write(platform, "create", {"id": 1})
+        first, again = await drain_broker(rabbit_queue.name, 2)
+        assert first.message_id == again.message_id
+        assert len(await sent_rows(platform, 1)) == 1
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def sent_rows(platform: Platform, count: int, timeout_s: float = 10) -> list[OutboxRow]:
+    """The sent rows, once `count` of them are (marks commit in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while (await platform.outbox.counts())["sent"] < count:
+        assert time.monotonic() < deadline, f"fewer than {count} outbox rows marked sent"
+        await asyncio.sleep(0.05)
+    return await platform.outbox.page(status=Status.SENT, limit=100)
 
 
 @pytest.mark.rabbitmq
@@ -230,10 +295,10 @@ async def test_a_stopping_relay_gives_back_the_rows_it_was_handed(
     publish_rows = relay._publish_rows
     publishing, resume = asyncio.Event(), asyncio.Event()
 
-    async def held(rows: list[OutboxRow]) -> None:
+    async def held(rows: list[OutboxRow]) -> list[tuple[int, str]]:
         publishing.set()
         await resume.wait()
-        await publish_rows(rows)
+        return await publish_rows(rows)
 
     monkeypatch.setattr(relay, "_publish_rows", held)
     await write(platform, "create", {"id": 0})

@@ -79,6 +79,8 @@ class Relay:
         self._busy = False
         #: Queue id → until when (epoch ms) its rows are not taken by hand-off.
         self._failing: dict[str, int] = {}
+        #: Marking the last hand-off batch sent, committing while the next one publishes.
+        self._marking: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Outbox rows are waiting for a claim: look now rather than at the next poll."""
@@ -149,6 +151,7 @@ class Relay:
                         await self._wake.wait()
         finally:
             self._running = False
+            await self._marked()
             await self._release_handoffs()
             self._stopping = False  # stopped: it may run again
 
@@ -163,7 +166,31 @@ class Relay:
             self._handoffs[self.options.batch :],
         )
         if rows:
-            await self._publish_rows(rows)
+            sent = await self._publish_rows(rows)
+            # The previous batch's mark first: one at a time, so they commit in order.
+            await self._marked()
+            if sent:
+                self._marking = asyncio.create_task(self._mark_sent(sent))
+
+    async def _mark_sent(self, sent: list[tuple[int, str]]) -> None:
+        """Mark published rows sent, in the background of the next batch. A row not
+        marked (the database failed, the process died) stays leased: it is sent again,
+        with the same message id, once its lease ends (FI-06)."""
+        try:
+            await self.store.mark_sent(self.id, sent)
+        except Exception:
+            log.warning(
+                "could not mark %d published outbox row(s) sent; they are sent again when "
+                "their lease ends",
+                len(sent),
+                exc_info=True,
+            )
+
+    async def _marked(self) -> None:
+        """Wait for the hand-off batch being marked sent, if any."""
+        marking, self._marking = self._marking, None
+        if marking is not None:
+            await marking
 
     async def _release_handoffs(self) -> None:
         """Stopping: rows handed over and not published go back to the claim at once
@@ -181,27 +208,33 @@ class Relay:
 
     async def relay_once(self) -> int:
         """Claim one batch and publish it; the number of rows handled."""
+        await self._marked()  # a claim sees the hand-offs this relay has published
         rows = await self.store.claim(
             self.id, limit=self.options.batch, lease_ms=int(self.options.lease_s * 1000)
         )
-        await self._publish_rows(rows)
+        sent = await self._publish_rows(rows)
+        if sent:
+            await self.store.mark_sent(self.id, sent)
         return len(rows)
 
-    async def _publish_rows(self, rows: list[OutboxRow]) -> None:
+    async def _publish_rows(self, rows: list[OutboxRow]) -> list[tuple[int, str]]:
+        """Publish rows, queue by queue; the (row id, backend id) of those published,
+        to be marked sent (rows that failed are marked for a retry here)."""
         by_queue: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
             by_queue[row.queue_id].append(row)
-        await asyncio.gather(
+        published = await asyncio.gather(
             *(self._publish(queue_id, group) for queue_id, group in by_queue.items())
         )
+        return [pair for pairs in published for pair in pairs]
 
-    async def _publish(self, queue_id: str, rows: list[OutboxRow]) -> None:
+    async def _publish(self, queue_id: str, rows: list[OutboxRow]) -> list[tuple[int, str]]:
         ids = [row.id for row in rows]
         try:
             queue = await self._queues.get(queue_id)
         except QueueNotFound:
             await self.store.mark_failed(self.id, ids, error="the queue no longer exists")
-            return
+            return []
         messages = [
             OutgoingMessage(
                 body=row.payload.encode(),
@@ -220,13 +253,11 @@ class Relay:
             await self.store.mark_attempt_failed(
                 self.id, ids, error=exc.message, retry_in_ms=self._backoff_ms
             )
-            return
+            return []
         self._failing.pop(queue_id, None)
-        await self.store.mark_sent(
-            self.id, [(row.id, r.backend_id) for row, r in zip(rows, results, strict=True)]
-        )
         if self._activity is not None:
             self._activity.note(queue.id)
+        return [(row.id, r.backend_id) for row, r in zip(rows, results, strict=True)]
 
     def _backoff_ms(self, attempts: int) -> int:
         ceiling = min(
