@@ -7,6 +7,7 @@ harness describes: lost, duplicated, and whether each duplicate is explained by 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import signal
@@ -74,6 +75,13 @@ class Run:
     killed_at: float | None = None
     output: str = ""
 
+    async def finish(self, timeout_s: float) -> None:
+        """Wait for the process to exit and keep what it printed, without blocking the
+        event loop: the test's own platform may be inside a database transaction (its
+        relay claims rows every poll), and a blocked loop would hold it, and SQLite's
+        write lock with it, while the worker needs that lock to shut down."""
+        self.output = (await asyncio.to_thread(self.process.communicate, timeout=timeout_s))[0]
+
 
 @dataclass
 class Harness:
@@ -98,10 +106,10 @@ class Harness:
         self.runs.append(run)
         return run
 
-    def kill(self, run: Run) -> None:
+    async def kill(self, run: Run) -> None:
         run.process.send_signal(signal.SIGKILL)
         run.killed_at = time.time()
-        run.output = run.process.communicate(timeout=10)[0]
+        await run.finish(10)
 
     def executions(self) -> list[Execution]:
         if not self.records.exists():
@@ -217,7 +225,7 @@ async def test_fi01_kill_9_during_a_run_loses_nothing(
                 timeout_s=40,
                 what="progress before the kill",
             )
-            h.kill(run)
+            await h.kill(run)
             assert run.process.returncode == -signal.SIGKILL
         last = h.start("--concurrency", "10", "--prefetch", "5")
 
@@ -228,7 +236,7 @@ async def test_fi01_kill_9_during_a_run_loses_nothing(
 
         await eventually(all_done, timeout_s=45, what="all done")
         last.process.send_signal(signal.SIGTERM)
-        last.output = last.process.communicate(timeout=30)[0]
+        await last.finish(30)
         assert last.process.returncode == 0, last.output
 
     # Then nothing was lost, and every duplicate is explained by a kill
@@ -268,7 +276,7 @@ async def test_fi02_sigterm_lets_running_handlers_finish_and_releases_the_rest(
         # When it gets SIGTERM
         stopped_at = time.monotonic()
         run.process.send_signal(signal.SIGTERM)
-        run.output = run.process.communicate(timeout=40)[0]
+        await run.finish(40)
 
         # Then it exits 0 once the 10 have finished and acked
         assert run.process.returncode == 0, run.output
@@ -290,7 +298,7 @@ async def test_fi02_sigterm_lets_running_handlers_finish_and_releases_the_rest(
         await eventually(lambda: len(h.executions()) == 30, timeout_s=40, what="the rest done")
         await eventually(lambda: drained(platform, queue), timeout_s=10, what="all acked")
         again.process.send_signal(signal.SIGTERM)
-        again.output = again.process.communicate(timeout=30)[0]
+        await again.finish(30)
         assert again.process.returncode == 0
     executions = h.executions()
     assert len(executions) == 30 and len({e.id for e in executions}) == 30
@@ -309,7 +317,7 @@ async def test_a_second_signal_exits_at_once(
         time.sleep(0.5)
         began = time.monotonic()
         run.process.send_signal(signal.SIGINT)
-        run.output = run.process.communicate(timeout=10)[0]
+        await run.finish(10)
         assert time.monotonic() - began < 5
         assert run.process.returncode == 128 + signal.SIGINT, run.output
         assert "exiting now" in run.output
