@@ -9,8 +9,9 @@ which consumers deduplicate on.
 The fast path: a write in a process whose relay is running inserts its outbox row
 already leased to that relay (unless an earlier row of the same record is still
 pending) and hands it over after the commit, so the relay publishes it without a claim
-query, and marks a batch sent while it publishes the next. Everything else (rows written while no relay ran here, rows waiting behind an
-earlier one, retries, rows of a relay that died) goes through the claim.
+query, and marks a batch sent while it publishes the next. Everything else (rows written
+while no relay ran here, rows waiting behind an earlier one, retries, rows of a relay
+that died) goes through the claim.
 """
 
 from __future__ import annotations
