@@ -207,9 +207,12 @@ async def run_database(database: str, seconds: float) -> list[str]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument(
+        "--database", choices=["SQLite", "PostgreSQL"], action="append", help="default: both"
+    )
     args = parser.parse_args()
     lines = []
-    for database in ("SQLite", "PostgreSQL"):
+    for database in args.database or ["SQLite", "PostgreSQL"]:
         lines += await run_database(database, args.seconds)
     print(
         f"\n{WRITERS} concurrent writers, {args.seconds:g} s per variant in {ROUNDS} interleaved"

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.config import Settings
+from conveyor.db.sqlite_driver import OneHopDBAPI
 from conveyor.exceptions import ConfigurationError
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -127,6 +128,7 @@ class Database:
         Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             self.url,
+            module=OneHopDBAPI(),
             pool_size=pool_size,
             max_overflow=pool_size,
             connect_args={"timeout": busy_timeout_ms / 1000},

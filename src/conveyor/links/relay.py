@@ -9,7 +9,9 @@ which consumers deduplicate on.
 The fast path: a write in a process whose relay is running inserts its outbox row
 already leased to that relay (unless an earlier row of the same record is still
 pending) and hands it over after the commit, so the relay publishes it without a claim
-query, and marks a batch sent while it publishes the next. Everything else (rows written
+query. Marking rows sent runs beside the publishing, in the background: one transaction
+for every row published since the last, at most every `mark_interval_s` (on SQLite each
+commit holds the one write lock the record writes need). Everything else (rows written
 while no relay ran here, rows waiting behind an earlier one, retries, rows of a relay
 that died) goes through the claim.
 """
@@ -53,6 +55,8 @@ class RelayOptions:
     max_handoffs: int = 2000
     #: Under a stream of writes, how long to gather handed-over rows into one batch.
     handoff_linger_s: float = 0.005
+    #: Published hand-offs are marked sent in one transaction at most this often.
+    mark_interval_s: float = 0.05
 
 
 class Relay:
@@ -80,8 +84,12 @@ class Relay:
         self._busy = False
         #: Queue id → until when (epoch ms) its rows are not taken by hand-off.
         self._failing: dict[str, int] = {}
-        #: Marking the last hand-off batch sent, committing while the next one publishes.
+        #: Hand-offs published and not yet marked sent: (row id, backend id).
+        self._unmarked: list[tuple[int, str]] = []
+        #: Marks them sent, in the background of the publishing (`_keep_marking`).
         self._marking: asyncio.Task[None] | None = None
+        #: Mark what is left now, without waiting for the interval.
+        self._mark_now = asyncio.Event()
 
     def wake(self) -> None:
         """Outbox rows are waiting for a claim: look now rather than at the next poll."""
@@ -159,7 +167,7 @@ class Relay:
     async def _publish_handoffs(self) -> None:
         if self._handoffs and self._busy and len(self._handoffs) < self.options.batch:
             # Writes are coming in fast: a moment's wait gathers more of them into this
-            # batch, and each batch costs a database transaction to mark sent.
+            # batch, one publish (and one wait for the broker's confirms) for them all.
             await asyncio.sleep(self.options.handoff_linger_s)
         self._busy = len(self._handoffs) > 1
         rows, self._handoffs = (
@@ -168,15 +176,25 @@ class Relay:
         )
         if rows:
             sent = await self._publish_rows(rows)
-            # The previous batch's mark first: one at a time, so they commit in order.
-            await self._marked()
             if sent:
-                self._marking = asyncio.create_task(self._mark_sent(sent))
+                self._unmarked.extend(sent)
+                if self._marking is None or self._marking.done():
+                    self._marking = asyncio.create_task(self._keep_marking())
+
+    async def _keep_marking(self) -> None:
+        """Mark the published hand-offs sent: at once, then whatever was published
+        meanwhile, at most every `mark_interval_s`, until none is left."""
+        while self._unmarked:
+            sent, self._unmarked = self._unmarked, []
+            await self._mark_sent(sent)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.options.mark_interval_s):
+                    await self._mark_now.wait()
 
     async def _mark_sent(self, sent: list[tuple[int, str]]) -> None:
-        """Mark published rows sent, in the background of the next batch. A row not
-        marked (the database failed, the process died) stays leased: it is sent again,
-        with the same message id, once its lease ends (FI-06)."""
+        """Mark published rows sent. A row not marked (the database failed, the process
+        died) stays leased: it is sent again, with the same message id, once its lease
+        ends (FI-06)."""
         try:
             await self.store.mark_sent(self.id, sent)
         except Exception:
@@ -188,10 +206,14 @@ class Relay:
             )
 
     async def _marked(self) -> None:
-        """Wait for the hand-off batch being marked sent, if any."""
+        """Mark the published hand-offs sent now, and wait until they are."""
         marking, self._marking = self._marking, None
         if marking is not None:
-            await marking
+            self._mark_now.set()
+            try:
+                await marking
+            finally:
+                self._mark_now.clear()
 
     async def _release_handoffs(self) -> None:
         """Stopping: rows handed over and not published go back to the claim at once

@@ -1,0 +1,81 @@
+"""The SQLite driver (conveyor.db.sqlite_driver): one thread hop per statement, and
+otherwise what SQLAlchemy's aiosqlite adapter gives."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from conveyor.db import Database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite:///{tmp_path}/driver.db")
+    async with database.write() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+    yield database
+    await database.engine.dispose()
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each function aiosqlite runs on a connection's thread."""
+    seen: list[str] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return seen
+
+
+async def test_a_statement_is_one_hop_to_the_connection_thread(
+    db: Database, hops: list[str]
+) -> None:
+    async with db.write() as conn:
+        hops.clear()  # BEGIN IMMEDIATE, one hop too, is behind us
+        result = await conn.execute(text("INSERT INTO t (v) VALUES ('a') RETURNING id, v"))
+        assert result.all() == [(1, "a")]
+        assert hops == ["_execute"]
+        hops.clear()
+    assert hops == ["commit"]
+
+
+async def test_results_row_counts_and_row_ids(db: Database) -> None:
+    async with db.write() as conn:
+        many = await conn.execute(
+            text("INSERT INTO t (v) VALUES (:v)"), [{"v": "a"}, {"v": "b"}, {"v": "c"}]
+        )
+        assert many.rowcount == 3
+        one = await conn.execute(text("INSERT INTO t (v) VALUES ('d')"))
+        assert one.lastrowid == 4
+        updated = await conn.execute(text("UPDATE t SET v = v || '!' WHERE id > 2"))
+        assert updated.rowcount == 2
+    async with db.read() as conn:
+        rows = (await conn.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
+        assert rows == [(1, "a"), (2, "b"), (3, "c!"), (4, "d!")]
+        assert (await conn.execute(text("SELECT v FROM t WHERE id = 9"))).first() is None
+    async with db.engine.connect() as conn:
+        streamed = await conn.stream(text("SELECT v FROM t ORDER BY id"))
+        assert [row.v async for row in streamed] == ["a", "b", "c!", "d!"]
+
+
+async def test_errors_are_sqlalchemys_and_roll_the_transaction_back(db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+            await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+    with pytest.raises(OperationalError, match="no such column"):
+        async with db.read() as conn:
+            await conn.execute(text("SELECT nope FROM t"))
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
