@@ -70,12 +70,18 @@ async def test_results_row_counts_and_row_ids(db: Database) -> None:
 
 
 async def test_errors_are_sqlalchemys_and_roll_the_transaction_back(db: Database) -> None:
-    with pytest.raises(IntegrityError):
+    async def twice() -> None:
         async with db.write() as conn:
             await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
             await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
-    with pytest.raises(OperationalError, match="no such column"):
+
+    async def unknown_column() -> None:
         async with db.read() as conn:
             await conn.execute(text("SELECT nope FROM t"))
+
+    with pytest.raises(IntegrityError):
+        await twice()
+    with pytest.raises(OperationalError, match="no such column"):
+        await unknown_column()
     async with db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0

@@ -42,9 +42,7 @@ class _Done:
         self.lastrowid = lastrowid
 
 
-def _execute(
-    conn: sqlite3.Connection, operation: str, parameters: Any
-) -> tuple[_Done, list[Any]]:
+def _execute(conn: sqlite3.Connection, operation: str, parameters: Any) -> tuple[_Done, list[Any]]:
     cursor = conn.cursor()
     try:
         cursor.execute(operation, () if parameters is None else parameters)
