@@ -96,7 +96,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._adapt_connection._execute_mutex:
-            done, rows = await connection._execute(
+            done, rows = await connection._execute(  # type: ignore[no-untyped-call]
                 _execute, connection._conn, operation, parameters
             )
         self._done = done
@@ -105,7 +105,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._adapt_connection._execute_mutex:
-            self._done = await connection._execute(
+            self._done = await connection._execute(  # type: ignore[no-untyped-call]
                 _executemany, connection._conn, operation, seq_of_parameters
             )
         self._rows.clear()
@@ -116,7 +116,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
-    _cursor_cls = OneHopCursor
+    _cursor_cls = OneHopCursor  # type: ignore[assignment]
 
     def rollback(self) -> None:
         """Roll back, without a hop when no transaction is open: the pool "resets" every
