@@ -7,8 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.platform import Platform
+from conveyor.storage.model import TableDef
 
 TABLES = "/api/v1/zstorage/tables"
 
@@ -390,3 +394,43 @@ async def test_records_written_during_definition_changes_all_land(
     assert set(statuses) <= {201, 422}
     listed = await client.get(f"{TABLES}/t/records", headers=admin, params={"count": "true"})
     assert listed.json()["total"] == 1 + statuses.count(201)
+
+
+async def test_a_read_retries_while_definition_changes_land_under_it(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    """Three changes in a row, each committing between a read's definition and its rows."""
+    await make(client, admin, name="t", fields=[{"name": "a", "type": "text"}])
+    records = platform.storage.records
+    changes = [
+        lambda: platform.storage.fields.add("t", {"name": "b", "type": "integer"}),
+        lambda: platform.storage.fields.update("t", "a", {"name": "c"}),
+        lambda: platform.storage.fields.delete("t", "b", force=True),
+    ]
+    seen: list[tuple[str, ...]] = []
+
+    async def read(conn: AsyncConnection, table: TableDef) -> int:
+        seen.append(tuple(f.name for f in table.fields))
+        if changes:
+            await changes.pop(0)()
+            await conn.execute(sa.text("SELECT no_such_column FROM " + table.sql_name))
+        return len(table.fields)
+
+    assert await records._read("t", read) == 1
+    assert seen == [("a",), ("a", "b"), ("c", "b"), ("c",)]
+
+
+async def test_a_read_that_fails_on_an_unchanged_definition_is_not_retried(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    await make(client, admin, name="t", fields=[{"name": "a", "type": "text"}])
+    calls = 0
+
+    async def read(conn: AsyncConnection, table: TableDef) -> None:
+        nonlocal calls
+        calls += 1
+        await conn.execute(sa.text("SELECT no_such_column FROM " + table.sql_name))
+
+    with pytest.raises((ProgrammingError, OperationalError)):
+        await platform.storage.records._read("t", read)
+    assert calls == 1

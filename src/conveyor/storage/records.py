@@ -29,6 +29,8 @@ from conveyor.storage.validate import Checked, check, check_or_raise, invalid, r
 from conveyor.storage.values import to_json
 
 MAX_BULK = 1000
+#: Reads retried while a definition change lands under them (see `Records._read`).
+READ_ATTEMPTS = 5
 T = TypeVar("T")
 Event = Literal["create", "update", "delete"]
 Record = dict[str, Any]
@@ -239,19 +241,32 @@ class Records:
     async def _read(
         self, table_name: str, read: Callable[[AsyncConnection, TableDef], Awaitable[T]]
     ) -> T:
-        """`read(conn, table)` in a read transaction, once more if the table changed under it.
+        """`read(conn, table)` in a read transaction, again while the table changes under it.
 
         Readers take no lock on the catalogue: a definition change that commits between
         reading the definition and reading the rows makes the query name a column that
-        is gone; the second attempt reads the new definition.
+        is gone. Such a failure is retried with the new definition as long as the
+        definition keeps moving (several changes in a row can each land in that gap); a
+        failure at an unchanged version is a real one and is raised.
         """
-        try:
-            async with self.db.read() as conn:
-                return await read(conn, await self.catalog.get(conn, table_name))
-        except (ProgrammingError, OperationalError):
-            pass
+        for _ in range(READ_ATTEMPTS - 1):
+            table: TableDef | None = None
+            try:
+                async with self.db.read() as conn:
+                    table = await self.catalog.get(conn, table_name)
+                    return await read(conn, table)
+            except (ProgrammingError, OperationalError):
+                if table is None or not await self._changed_since(table):
+                    raise
         async with self.db.read() as conn:
             return await read(conn, await self.catalog.get(conn, table_name))
+
+    async def _changed_since(self, table: TableDef) -> bool:
+        async with self.db.read() as conn:
+            current = await conn.scalar(
+                sa.select(storage_tables.c.version).where(storage_tables.c.id == table.id)
+            )
+        return current != table.version
 
     async def _row(
         self, conn: AsyncConnection, table: TableDef, record_id: int, *, lock: bool = False
