@@ -1,5 +1,5 @@
-"""The SQLite driver (conveyor.db.sqlite_driver): one thread hop per statement, and
-otherwise what SQLAlchemy's aiosqlite adapter gives."""
+"""The SQLite driver (conveyor.db.sqlite_driver): one thread hop per statement, none for a
+pipelined one, and otherwise what SQLAlchemy's aiosqlite adapter gives."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import column, insert, table, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from conveyor.db import Database
+from conveyor.db import Database, pipelined
+
+T = table("t", column("id"), column("v"))
 
 
 @pytest.fixture
@@ -42,12 +44,73 @@ async def test_a_statement_is_one_hop_to_the_connection_thread(
     db: Database, hops: list[str]
 ) -> None:
     async with db.write() as conn:
-        hops.clear()  # BEGIN IMMEDIATE, one hop too, is behind us
+        assert hops == []  # BEGIN IMMEDIATE waits for the first statement
         result = await conn.execute(text("INSERT INTO t (v) VALUES ('a') RETURNING id, v"))
         assert result.all() == [(1, "a")]
-        assert hops == ["_execute"]
+        assert hops == ["_execute_after"]
         hops.clear()
     assert hops == ["commit"]
+    hops.clear()
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
+    assert hops == ["_execute_after", "commit"]
+
+
+async def test_pipelined_statements_ride_with_the_commit(db: Database, hops: list[str]) -> None:
+    async with db.write() as conn:
+        first = await conn.execute(text("INSERT INTO t (v) VALUES ('a') RETURNING id"))
+        assert first.scalar_one() == 1
+        returned = await pipelined(conn, insert(T).values(v="b").returning(T.c.id, T.c.v))
+        many = await pipelined(conn, insert(T), [{"v": "c"}, {"v": "d"}])
+        assert (returned.rows, many.rows) == (None, None)  # not run yet
+        assert hops == ["_execute_after"]
+    assert hops == ["_execute_after", "_commit_after"]
+    assert (returned.rows, many.rows) == ([(2, "b")], [])
+    async with db.read() as conn:
+        rows = (await conn.execute(text("SELECT id, v FROM t ORDER BY id"))).all()
+    assert rows == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+
+
+async def test_a_pipelined_statement_runs_before_the_next_one(db: Database) -> None:
+    async with db.write() as conn:
+        await pipelined(conn, insert(T).values(v="a"))
+        seen = await conn.execute(text("SELECT v FROM t"))
+        assert seen.scalars().all() == ["a"]
+        await pipelined(conn, insert(T).values(v="b"))
+        streamed = await conn.stream(text("SELECT v FROM t ORDER BY id"))
+        assert [row.v async for row in streamed] == ["a", "b"]
+
+
+async def test_a_failing_pipelined_statement_fails_the_commit_and_keeps_nothing(
+    db: Database,
+) -> None:
+    async def duplicate() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+            await pipelined(conn, insert(T).values(v="x"))
+            await pipelined(conn, insert(T).values(v="y"))
+
+    with pytest.raises(IntegrityError, match="UNIQUE"):
+        await duplicate()
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+
+
+async def test_a_rolled_back_transaction_drops_its_pipelined_statements(db: Database) -> None:
+    class Abandon(Exception):
+        pass
+
+    async def abandoned() -> None:
+        async with db.write() as conn:
+            await pipelined(conn, insert(T).values(v="gone"))
+            raise Abandon
+
+    with pytest.raises(Abandon):
+        await abandoned()
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t (v) VALUES ('kept')"))
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT v FROM t"))).scalars().all() == ["kept"]
 
 
 async def test_results_row_counts_and_row_ids(db: Database) -> None:

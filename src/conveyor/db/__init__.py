@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from conveyor.db.engine import Database, after_commit, async_url
+from conveyor.db.pipeline import pipelined
 
-__all__ = ["Database", "after_commit", "async_url"]
+__all__ = ["Database", "after_commit", "async_url", "pipelined"]

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.config import Settings
-from conveyor.db.sqlite_driver import OneHopDBAPI
+from conveyor.db.sqlite_driver import PIPELINE_OPTION, OneHopDBAPI, Pipelined, install_pipeline
 from conveyor.exceptions import ConfigurationError
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -150,10 +150,16 @@ class Database:
             _enable_wal(cursor)
             cursor.close()
 
+        install_pipeline(engine.sync_engine)
+
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Connection) -> None:
+            # Queued: it runs with the transaction's first statement, in one hop.
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+            conn.exec_driver_sql(
+                "BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN",
+                execution_options={PIPELINE_OPTION: Pipelined()},
+            )
 
         return engine
 

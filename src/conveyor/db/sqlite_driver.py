@@ -9,6 +9,13 @@ them under the lock. Here a statement runs, fetches its rows and closes its curs
 single function on the connection's thread: 1 hop. The pool's rollback of a connection
 it gets back costs no hop when the transaction has ended already (the usual case).
 
+Pipelined statements (`conveyor.db.pipelined`) make no hop of their own: they wait on the
+connection and run, in order, at the start of its next hop (the next statement or the
+COMMIT). A transaction's BEGIN is one (see the engine), and so is the outbox row a linked
+write adds after its record: a record write is two hops, with or without a link. An
+error in a pipelined statement is raised by the statement or COMMIT it rode with, which
+then fails, and the transaction rolls back as a whole.
+
 Everything else (connections, transactions, server-side cursors, errors) is SQLAlchemy's
 adapter, unchanged; the engine gets this through `create_async_engine(module=...)`.
 """
@@ -21,14 +28,32 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
+from sqlalchemy import event
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.util.concurrency import await_
 
 Description = tuple[tuple[Any, ...], ...] | None
+#: The execution option that queues a statement instead of running it (value: a `Pipelined`).
+PIPELINE_OPTION = "conveyor_pipelined"
+
+
+class Pipelined:
+    """A statement queued on a connection; `rows` once it has run (on its thread)."""
+
+    __slots__ = ("queued", "rows")
+
+    def __init__(self) -> None:
+        self.queued = False
+        self.rows: list[Any] | None = None
+
+
+#: (operation, parameters, many, result)
+_Queued = tuple[str, Any, bool, Pipelined]
 
 
 class _Done:
@@ -62,6 +87,34 @@ def _executemany(conn: sqlite3.Connection, operation: str, parameters: Sequence[
         cursor.close()
 
 
+def _run(conn: sqlite3.Connection, queued: Sequence[_Queued]) -> None:
+    for operation, parameters, many, result in queued:
+        if many:
+            _executemany(conn, operation, parameters)
+            result.rows = []
+        else:
+            result.rows = _execute(conn, operation, parameters)[1]
+
+
+def _execute_after(
+    conn: sqlite3.Connection, queued: Sequence[_Queued], operation: str, parameters: Any
+) -> tuple[_Done, list[Any]]:
+    _run(conn, queued)
+    return _execute(conn, operation, parameters)
+
+
+def _executemany_after(
+    conn: sqlite3.Connection, queued: Sequence[_Queued], operation: str, parameters: Any
+) -> _Done:
+    _run(conn, queued)
+    return _executemany(conn, operation, parameters)
+
+
+def _commit_after(conn: sqlite3.Connection, queued: Sequence[_Queued]) -> None:
+    _run(conn, queued)
+    conn.commit()
+
+
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A client-side cursor that holds a statement's rows and no aiosqlite cursor."""
 
@@ -93,20 +146,33 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def close(self) -> None:
         self._rows.clear()
 
+    def pipeline(self, operation: str, parameters: Any, result: Pipelined, *, many: bool) -> None:
+        """Queue the statement for the connection's next hop; it has no rows here."""
+        self._adapt_connection._pipeline.append((operation, parameters, many, result))  # type: ignore[attr-defined]
+        result.queued = True
+        self._done = _Done(None, -1, None)
+        self._rows.clear()
+
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
+        adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        async with adapt._execute_mutex:
             done, rows = await connection._execute(  # type: ignore[no-untyped-call]
-                _execute, connection._conn, operation, parameters
+                _execute_after, connection._conn, adapt.take_pipeline(), operation, parameters
             )
         self._done = done
         self._rows = deque(rows)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
+        adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        async with adapt._execute_mutex:
             self._done = await connection._execute(  # type: ignore[no-untyped-call]
-                _executemany, connection._conn, operation, seq_of_parameters
+                _executemany_after,
+                connection._conn,
+                adapt.take_pipeline(),
+                operation,
+                seq_of_parameters,
             )
         self._rows.clear()
 
@@ -115,15 +181,54 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_pipeline",)
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
 
+    def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
+        super().__init__(dbapi, connection)  # type: ignore[arg-type]
+        self._pipeline: list[_Queued] = []
+
+    def take_pipeline(self) -> list[_Queued]:
+        """The queued statements, for the hop about to run them (the queue is emptied)."""
+        queued, self._pipeline = self._pipeline, []
+        return queued
+
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side and self._pipeline:
+            # A server-side cursor is aiosqlite's own: run what is queued before it.
+            self._run_pipeline()
+        return super().cursor(server_side)
+
+    def _run_pipeline(self) -> None:
+        driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        try:
+            await_(driver._execute(_run, driver._conn, self.take_pipeline()))  # type: ignore[no-untyped-call]
+        except Exception as error:
+            self._handle_exception(error)
+
+    def commit(self) -> None:
+        """Commit, in the same hop as the statements still queued."""
+        driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        if not self._pipeline:
+            super().commit()
+            return
+        try:
+            await_(driver._execute(_commit_after, driver._conn, self.take_pipeline()))  # type: ignore[no-untyped-call]
+        except Exception as error:
+            self._handle_exception(error)
+
     def rollback(self) -> None:
-        """Roll back, without a hop when no transaction is open: the pool "resets" every
-        connection it gets back with a rollback, most often right after a commit."""
+        """Roll back, dropping queued statements; no hop when no transaction is open: the
+        pool "resets" every connection it gets back with a rollback, most often right
+        after a commit (and a transaction whose BEGIN is still queued never opened)."""
+        self._pipeline.clear()
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         if driver._connection is not None and driver._connection.in_transaction:
             super().rollback()
+
+    def close(self) -> None:
+        self._pipeline.clear()
+        super().close()
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -140,3 +245,23 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
             connection = self.aiosqlite.connect(*arg, **kw)
             connection._thread.daemon = True  # as SQLAlchemy's adapter does
         return OneHopConnection(self, await_(connection))
+
+
+def install_pipeline(engine: Engine) -> None:
+    """Let statements executed with the `PIPELINE_OPTION` execution option be queued."""
+
+    @event.listens_for(engine, "do_execute")
+    def _one(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        result = context.execution_options.get(PIPELINE_OPTION)
+        if result is None:
+            return False
+        cursor.pipeline(statement, parameters, result, many=False)
+        return True
+
+    @event.listens_for(engine, "do_executemany")
+    def _many(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        result = context.execution_options.get(PIPELINE_OPTION)
+        if result is None:
+            return False
+        cursor.pipeline(statement, parameters, result, many=True)
+        return True

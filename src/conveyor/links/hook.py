@@ -2,7 +2,7 @@
 
 - Embedded queue: the message row is inserted in the same transaction (nothing can be
   lost or phantom; no relay needed). An outbox row, already `sent`, records it (on
-  PostgreSQL both rows go in one statement).
+  PostgreSQL both rows go in one statement; on SQLite both go with the COMMIT).
 - `outbox` mode: an outbox row is inserted; right after the commit it is handed to this
   process's relay (leased to it in the write, see `conveyor.links.relay`), or the relay
   is woken to claim it.
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,7 @@ from conveyor.db import after_commit
 from conveyor.exceptions import BackendError, ConveyorError
 from conveyor.links import messages
 from conveyor.links.model import Link, LinkMode
-from conveyor.links.outbox import OutboxStore, Status
+from conveyor.links.outbox import OutboxRow, OutboxStore, Status
 from conveyor.links.registry import LinkRegistry, VersionedTable
 from conveyor.links.relay import Relay
 from conveyor.queues.base import HEADER_MESSAGE_ID, OutgoingMessage, new_message_id, now_ms
@@ -76,21 +77,30 @@ class LinkHook:
     async def _leave_for_relay(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Outbox mode: leased to this process's relay and handed over after the commit
         when it can take them; otherwise left for a claim, and the relay woken."""
-        handed = []
+        claims = []
+        unleased = False
         for row in rows:
             lease = self._relay.lease_for_handoff(row["queue_id"])
             if lease is None:
                 await OutboxStore.add(conn, [row])
+                unleased = True
                 continue
-            leased = await OutboxStore.add_claimed(
-                conn, row, relay_id=self._relay.id, claimed_until=lease
+            claims.append(
+                await OutboxStore.add_claimed(
+                    conn, row, relay_id=self._relay.id, claimed_until=lease
+                )
             )
-            if leased is not None:
-                handed.append(leased)
-        if handed:
-            after_commit(conn, partial(self._relay.hand_off, handed))
-        if len(handed) < len(rows):
+        if claims:
+            after_commit(conn, partial(self._hand_off, claims))
+        if unleased:
             after_commit(conn, self._relay.wake)
+
+    def _hand_off(self, claims: list[Callable[[], OutboxRow | None]]) -> None:
+        leased = [row for row in (claim() for claim in claims) if row is not None]
+        if leased:
+            self._relay.hand_off(leased)
+        if len(leased) < len(claims):
+            self._relay.wake()
 
     async def _emit(
         self,
@@ -114,13 +124,9 @@ class LinkHook:
         row = outbox_row(link, event, current.get("id"), message)
         if queue.type is QueueType.EMBEDDED:
             embedded = self._embedded.backend(queue)
-            if conn.dialect.name == "postgresql":
-                # Both rows in one statement: a round trip to the server fewer.
-                await OutboxStore.add_with_message(conn, embedded.row(message), sent(row))
-                embedded.wake_after_commit(conn)
-                return None, True
-            result = await embedded.publish_in(conn, message)
-            return sent(row, result.backend_id), True
+            await OutboxStore.add_with_message(conn, embedded.row(message), sent(row))
+            embedded.wake_after_commit(conn)
+            return None, True
         if link.mode is LinkMode.SYNC:
             return sent(row, await self._publish_now(queue, message)), True
         return row, False

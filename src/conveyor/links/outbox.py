@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from conveyor.db import Database
+from conveyor.db import Database, pipelined
 from conveyor.db.tables import messages, outbox
 from conveyor.exceptions import BadRequest, NotFound
 from conveyor.queues.base import now_ms
@@ -99,52 +99,71 @@ class OutboxStore:
 
     @staticmethod
     async def add(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows in the caller's transaction (the record write's)."""
+        """Insert rows in the caller's transaction (the record write's), pipelined: on
+        SQLite they go to the database with its COMMIT."""
         if rows:
-            await conn.execute(insert(outbox), list(rows))
+            await pipelined(conn, insert(outbox), list(rows))
 
     @staticmethod
     async def add_with_message(
         conn: AsyncConnection, message: dict[str, Any], row: dict[str, Any]
     ) -> None:
-        """PostgreSQL: insert an embedded queue's message row and its `sent` outbox row
-        (whose backend id is the message row's id) in one statement, a data-modifying
-        CTE: one round trip to the server instead of two."""
-        statement = _insert_with_message(tuple(message), tuple(row))
-        params = {f"m_{k}": v for k, v in message.items()} | {f"o_{k}": v for k, v in row.items()}
-        await conn.execute(statement, params)
+        """Insert an embedded queue's message row and its `sent` outbox row, whose
+        backend id is the message row's id, in the caller's transaction. PostgreSQL: one
+        statement, a data-modifying CTE (one round trip instead of two). SQLite: two
+        pipelined statements, the second reading the id with `last_insert_rowid()`;
+        they go to the database with the COMMIT."""
+        if conn.dialect.name == "postgresql":
+            statement = _insert_with_message(tuple(message), tuple(row))
+            params = {f"m_{k}": v for k, v in message.items()} | {
+                f"o_{k}": v for k, v in row.items()
+            }
+            await conn.execute(statement, params)
+            return
+        await pipelined(conn, insert(messages), message)
+        await pipelined(conn, _insert_after_message(tuple(row)), row)
 
     @staticmethod
     async def add_claimed(
         conn: AsyncConnection, row: dict[str, Any], *, relay_id: str, claimed_until: int
-    ) -> OutboxRow | None:
+    ) -> Callable[[], OutboxRow | None]:
         """Insert a pending row in the caller's transaction, already leased to `relay_id`
         unless an earlier pending row has its ordering key (that one goes first, and this
-        one waits for an ordinary claim); the row when leased, else None. The writing
-        process hands a leased row straight to its relay after the commit, which saves
-        the relay a claim."""
+        one waits for an ordinary claim). The writing process hands a leased row straight
+        to its relay after the commit, which saves the relay a claim.
+
+        Pipelined (on SQLite it goes to the database with the COMMIT): what it returns,
+        called once the transaction has committed, gives the row when it was leased,
+        else None."""
         statement = _insert_leased(tuple(row))
         params = {**row, "lease_relay": relay_id, "lease_until": claimed_until}
-        inserted = (await conn.execute(statement, params)).one()
-        if inserted.claimed_by != relay_id:
-            return None
-        return OutboxRow(
-            id=inserted.id,
-            queue_id=row["queue_id"],
-            table_name=row["table_name"],
-            record_id=row["record_id"],
-            event=row["event"],
-            message_id=row["message_id"],
-            ordering_key=row["ordering_key"],
-            payload=row["payload"],
-            status=Status.PENDING,
-            attempts=row["attempts"],
-            next_attempt_at=row["next_attempt_at"],
-            last_error=None,
-            backend_id=None,
-            created_at=row["created_at"],
-            sent_at=None,
-        )
+        inserted = await pipelined(conn, statement, params)
+
+        def leased() -> OutboxRow | None:
+            if not inserted.rows:
+                return None
+            ((row_id, claimed_by),) = inserted.rows
+            if claimed_by != relay_id:
+                return None
+            return OutboxRow(
+                id=row_id,
+                queue_id=row["queue_id"],
+                table_name=row["table_name"],
+                record_id=row["record_id"],
+                event=row["event"],
+                message_id=row["message_id"],
+                ordering_key=row["ordering_key"],
+                payload=row["payload"],
+                status=Status.PENDING,
+                attempts=row["attempts"],
+                next_attempt_at=row["next_attempt_at"],
+                last_error=None,
+                backend_id=None,
+                created_at=row["created_at"],
+                sent_at=None,
+            )
+
+        return leased
 
     async def claim(self, relay_id: str, *, limit: int, lease_ms: int) -> list[OutboxRow]:
         """The oldest pending row of up to `limit` ordering keys, leased to this relay."""
@@ -335,6 +354,15 @@ def _insert_leased(columns: tuple[str, ...]) -> Any:
         .from_select([*columns, "claimed_by", "claimed_until"], source)
         .returning(outbox.c.id, outbox.c.claimed_by)
     )
+
+
+@functools.cache
+def _insert_after_message(columns: tuple[str, ...]) -> Any:
+    """SQLite: INSERT INTO <outbox> (..., backend_id) VALUES (..., last_insert_rowid()),
+    run right after the message row's INSERT on the same connection."""
+    values = {name: bindparam(name, type_=outbox.c[name].type) for name in columns}
+    backend_id = cast(func.last_insert_rowid(), outbox.c.backend_id.type)
+    return insert(outbox).values({**values, "backend_id": backend_id})
 
 
 @functools.cache

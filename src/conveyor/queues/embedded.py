@@ -35,7 +35,6 @@ from conveyor.queues.model import Queue
 READY, DEAD = "ready", "dead"
 #: How often an idle receiver looks again when nothing wakes it sooner.
 POLL_INTERVAL_S = 0.1
-_INSERT_ONE = insert(messages)
 LEASE_EXPIRED_ERROR = "the lease expired on every attempt (did the worker crash?)"
 
 
@@ -135,18 +134,6 @@ class EmbeddedBackend:
 
     async def publish(self, message: OutgoingMessage) -> PublishResult:
         (row_id,) = await self._store.insert([self.row(message)])
-        return PublishResult(message.id, str(row_id))
-
-    async def publish_in(self, conn: AsyncConnection, message: OutgoingMessage) -> PublishResult:
-        """Insert the message in the caller's transaction: it exists exactly when that
-        transaction commits (the table→queue link relies on this)."""
-        # The key from the driver (SQLite's lastrowid) rather than RETURNING: on SQLite
-        # that saves the write a fetch, one more round trip to the database thread.
-        key = (await conn.execute(_INSERT_ONE, self.row(message))).inserted_primary_key
-        if key is None:
-            raise BackendError("the embedded queue did not return the message's row id")
-        row_id = key[0]
-        self.wake_after_commit(conn)
         return PublishResult(message.id, str(row_id))
 
     def wake_after_commit(self, conn: AsyncConnection) -> None:
