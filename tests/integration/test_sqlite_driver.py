@@ -9,7 +9,19 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import column, insert, table, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    column,
+    insert,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from conveyor.db import Database, pipelined
@@ -148,3 +160,22 @@ async def test_errors_are_sqlalchemys_and_roll_the_transaction_back(db: Database
         await unknown_column()
     async with db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0
+
+
+async def test_pipelined_statements_keep_column_types_and_python_defaults(db: Database) -> None:
+    metadata = MetaData()
+    typed = Table(
+        "typed",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("doc", JSON),
+        Column("kind", String, default="plain"),
+    )
+    async with db.write() as conn:
+        await conn.run_sync(metadata.create_all)
+    async with db.write() as conn:
+        await pipelined(conn, insert(typed), {"doc": {"a": [1, 2]}})
+        await pipelined(conn, insert(typed), [{"doc": None, "kind": "given"}])
+    async with db.read() as conn:
+        rows = (await conn.execute(select(typed.c.doc, typed.c.kind).order_by("id"))).all()
+    assert rows == [({"a": [1, 2]}, "plain"), (None, "given")]

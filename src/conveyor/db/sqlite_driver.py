@@ -148,8 +148,8 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     def pipeline(self, operation: str, parameters: Any, result: Pipelined, *, many: bool) -> None:
         """Queue the statement for the connection's next hop; it has no rows here."""
-        self._adapt_connection._pipeline.append((operation, parameters, many, result))  # type: ignore[attr-defined]
-        result.queued = True
+        adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        adapt.queue(operation, parameters, result, many=many)
         self._done = _Done(None, -1, None)
         self._rows.clear()
 
@@ -187,6 +187,11 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
         super().__init__(dbapi, connection)  # type: ignore[arg-type]
         self._pipeline: list[_Queued] = []
+
+    def queue(self, operation: str, parameters: Any, result: Pipelined, *, many: bool) -> None:
+        """Queue a statement, in the driver's form, for the next hop."""
+        self._pipeline.append((operation, parameters, many, result))
+        result.queued = True
 
     def take_pipeline(self) -> list[_Queued]:
         """The queued statements, for the hop about to run them (the queue is emptied)."""

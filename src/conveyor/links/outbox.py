@@ -37,6 +37,10 @@ from conveyor.db.tables import messages, outbox
 from conveyor.exceptions import BadRequest, NotFound
 from conveyor.queues.base import now_ms
 
+# One object each, so that the compiled forms are reused (see `conveyor.db.pipelined`).
+_INSERT = insert(outbox)
+_INSERT_MESSAGE = insert(messages)
+
 
 class Status(StrEnum):
     #: Waiting for a relay (or for its next attempt after a failure).
@@ -102,7 +106,7 @@ class OutboxStore:
         """Insert rows in the caller's transaction (the record write's), pipelined: on
         SQLite they go to the database with its COMMIT."""
         if rows:
-            await pipelined(conn, insert(outbox), list(rows))
+            await pipelined(conn, _INSERT, list(rows))
 
     @staticmethod
     async def add_with_message(
@@ -120,7 +124,7 @@ class OutboxStore:
             }
             await conn.execute(statement, params)
             return
-        await pipelined(conn, insert(messages), message)
+        await pipelined(conn, _INSERT_MESSAGE, message)
         await pipelined(conn, _insert_after_message(tuple(row)), row)
 
     @staticmethod
