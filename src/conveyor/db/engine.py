@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.config import Settings
-from conveyor.db.sqlite_driver import PIPELINE_OPTION, OneHopDBAPI, Pipelined, install_pipeline
+from conveyor.db.sqlite_driver import OneHopConnection, OneHopDBAPI, Pipelined, install_pipeline
 from conveyor.exceptions import ConfigurationError
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -154,12 +154,14 @@ class Database:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Connection) -> None:
-            # Queued: it runs with the transaction's first statement, in one hop.
+            # Queued on the driver: it runs with the transaction's first statement.
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(
-                "BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN",
-                execution_options={PIPELINE_OPTION: Pipelined()},
-            )
+            sql = "BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN"
+            driver = conn.connection.dbapi_connection
+            if isinstance(driver, OneHopConnection):
+                driver.queue(sql, None, Pipelined(), many=False)
+            else:
+                conn.exec_driver_sql(sql)
 
         return engine
 

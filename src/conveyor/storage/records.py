@@ -31,6 +31,7 @@ from conveyor.storage.values import to_json
 MAX_BULK = 1000
 #: Reads retried while a definition change lands under them (see `Records._read`).
 READ_ATTEMPTS = 5
+MAX_CACHED_STATEMENTS = 512
 T = TypeVar("T")
 Event = Literal["create", "update", "delete"]
 Record = dict[str, Any]
@@ -57,6 +58,7 @@ class Records:
         self.db = db
         self.catalog = catalog
         self.hooks: list[WriteHook] = []
+        self._statements: dict[tuple[str, int, tuple[str, ...]], Any] = {}
 
     @asynccontextmanager
     async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
@@ -125,21 +127,39 @@ class Records:
         INSERT ... SELECT <values> WHERE EXISTS (the table at the cached version).
         """
         values = _stamped(checked.values)
-        current = sa.select(storage_tables.c.id).where(
-            storage_tables.c.id == table.id, storage_tables.c.version == table.version
-        )
-        source = sa.select(
-            *(sa.literal(value, table.sql.c[name].type) for name, value in values.items())
-        ).where(current.exists())
-        statement = sa.insert(table.sql).from_select(list(values), source)
+        statement = self._insert_if_current(table, tuple(values))
+        params = {f"v_{name}": value for name, value in values.items()}
+        params |= {"current_id": table.id, "current_version": table.version}
         with integrity.translated(table):
-            result = await conn.execute(statement.returning(*_columns(table)))
+            result = await conn.execute(statement, params)
             row = result.mappings().first()
         if row is None:
             return None
         record = serialize(table, row)
         await self.on_write(conn, table, "create", record, None)
         return record
+
+    def _insert_if_current(self, table: TableDef, names: tuple[str, ...]) -> Any:
+        """The statement of `_create_if_current`, built once per table version and set of
+        fields (building it costs more than running it, and a write builds it while it
+        holds SQLite's write lock)."""
+        key = (table.id, table.version, names)
+        statement = self._statements.get(key)
+        if statement is None:
+            if len(self._statements) >= MAX_CACHED_STATEMENTS:
+                self._statements.clear()
+            current = sa.select(storage_tables.c.id).where(
+                storage_tables.c.id == sa.bindparam("current_id"),
+                storage_tables.c.version == sa.bindparam("current_version"),
+            )
+            source = sa.select(
+                *(sa.bindparam(f"v_{name}", type_=table.sql.c[name].type) for name in names)
+            ).where(current.exists())
+            statement = (
+                sa.insert(table.sql).from_select(list(names), source).returning(*_columns(table))
+            )
+            self._statements[key] = statement
+        return statement
 
     async def create_many(
         self, table_name: str, items: object, *, conn: AsyncConnection | None = None
