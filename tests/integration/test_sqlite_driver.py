@@ -3,6 +3,7 @@ pipelined one, and otherwise what SQLAlchemy's aiosqlite adapter gives."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,11 @@ async def test_a_statement_is_one_hop_to_the_connection_thread(
         assert result.all() == [(1, "a")]
         assert hops == ["_execute_after"]
         hops.clear()
-    assert hops == ["commit"]
+    assert hops == ["_commit_after"]
     hops.clear()
     async with db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
-    assert hops == ["_execute_after", "commit"]
+    assert hops == ["_execute_after", "_commit_after"]
 
 
 async def test_pipelined_statements_ride_with_the_commit(db: Database, hops: list[str]) -> None:
@@ -179,3 +180,74 @@ async def test_pipelined_statements_keep_column_types_and_python_defaults(db: Da
     async with db.read() as conn:
         rows = (await conn.execute(select(typed.c.doc, typed.c.kind).order_by("id"))).all()
     assert rows == [({"a": [1, 2]}, "plain"), (None, "given")]
+
+
+async def test_writers_take_turns_and_a_failed_or_abandoned_one_gives_its_turn_back(
+    db: Database,
+) -> None:
+    class Abandon(Exception):
+        pass
+
+    async def failing() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+            await conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+
+    async def abandoned() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('y')"))
+            raise Abandon
+
+    async def cancelled() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('z')"))
+            await asyncio.sleep(3600)
+
+    async def writer(n: int) -> None:
+        for i in range(10):
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": f"{n}.{i}"})
+
+    with pytest.raises(IntegrityError):
+        await failing()
+    with pytest.raises(Abandon):
+        await abandoned()
+    task = asyncio.create_task(cancelled())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(10):  # a turn not given back would hang here
+        await asyncio.gather(*(writer(n) for n in range(8)))
+    async with db.read() as conn:
+        values = (await conn.execute(text("SELECT v FROM t"))).scalars().all()
+    assert sorted(values) == sorted(f"{n}.{i}" for n in range(8) for i in range(10))
+
+
+async def test_a_writer_waits_its_turn_for_the_busy_timeout_and_no_longer(
+    tmp_path: Path,
+) -> None:
+    database = Database(f"sqlite:///{tmp_path}/slow.db", sqlite_busy_timeout_ms=300)
+    try:
+        async with database.write() as conn:
+            await conn.execute(text("CREATE TABLE t (v TEXT)"))
+        holding = asyncio.Event()
+        done = asyncio.Event()
+
+        async def holder() -> None:
+            async with database.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES ('held')"))
+                holding.set()
+                await done.wait()
+
+        task = asyncio.create_task(holder())
+        await holding.wait()
+        with pytest.raises(OperationalError, match="locked"):
+            async with database.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES ('late')"))
+        done.set()
+        await task
+        async with database.read() as conn:
+            assert (await conn.execute(text("SELECT v FROM t"))).scalars().all() == ["held"]
+    finally:
+        await database.engine.dispose()

@@ -88,7 +88,7 @@ async def test_a_linked_write_makes_as_many_hops_as_an_unlinked_one(
             await platform.links.put(name, queue.id, LinkSpec.parse(name, {}))
 
     plain = await hops_per_write(platform, hops, "plain")
-    assert plain == ["_execute_after", "commit"]  # BEGIN + INSERT, then COMMIT
+    assert plain == ["_execute_after", "_commit_after"]  # BEGIN + INSERT, then COMMIT
     # The link's rows (message + sent outbox row; leased outbox row) go with the COMMIT.
     assert await hops_per_write(platform, hops, "to_embedded") == [
         "_execute_after",

@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.config import Settings
-from conveyor.db.sqlite_driver import OneHopConnection, OneHopDBAPI, Pipelined, install_pipeline
+from conveyor.db.sqlite_driver import (
+    BEGIN_WRITE,
+    OneHopConnection,
+    OneHopDBAPI,
+    Pipelined,
+    WriterLock,
+    install_pipeline,
+)
 from conveyor.exceptions import ConfigurationError
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -106,7 +113,11 @@ class Database:
             "sqlite" if self.url.drivername.startswith("sqlite") else "postgresql"
         )
         self.schema = schema
-        self._sqlite_writer = asyncio.Lock()
+        # SQLite: this process's writers take turns on the connections' threads (see
+        # `WriterLock`); two of them at a time go that far, the one writing and the next,
+        # ready to start the moment the first commits. The rest wait here without
+        # holding a connection (readers need them).
+        self._sqlite_writers = asyncio.Semaphore(2)
         self.engine: AsyncEngine = (
             self._sqlite_engine(sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
             if self.dialect == "sqlite"
@@ -128,7 +139,7 @@ class Database:
         Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             self.url,
-            module=OneHopDBAPI(),
+            module=OneHopDBAPI(WriterLock(timeout_s=busy_timeout_ms / 1000)),
             pool_size=pool_size,
             max_overflow=pool_size,
             connect_args={"timeout": busy_timeout_ms / 1000},
@@ -156,7 +167,7 @@ class Database:
         def _begin(conn: Connection) -> None:
             # Queued on the driver: it runs with the transaction's first statement.
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            sql = "BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN"
+            sql = BEGIN_WRITE if mode == "IMMEDIATE" else "BEGIN"
             driver = conn.connection.dbapi_connection
             if isinstance(driver, OneHopConnection):
                 driver.queue(sql, None, Pipelined(), many=False)
@@ -191,10 +202,7 @@ class Database:
         """
         async with contextlib.AsyncExitStack() as stack:
             if self.dialect == "sqlite":
-                # SQLite has one writer at a time. Queue this process's writers here, in
-                # order, rather than in SQLite's busy handler, which sleeps up to 100 ms
-                # between tries and collapses throughput under in-process contention.
-                await stack.enter_async_context(self._sqlite_writer)
+                await stack.enter_async_context(self._sqlite_writers)
             conn = await stack.enter_async_context(self.engine.connect())
             if self.dialect == "sqlite":
                 await conn.execution_options(sqlite_begin="IMMEDIATE")
