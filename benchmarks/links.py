@@ -32,6 +32,7 @@ import uvloop
 from conveyor.config import Settings
 from conveyor.links.model import LinkSpec
 from conveyor.platform import Platform
+from conveyor.queues.rabbitmq.topology import Topology
 
 RABBITMQ_URL = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES_URL = os.environ.get(
@@ -198,8 +199,8 @@ async def run_database(database: str, seconds: float) -> list[str]:
         )
         connection = await aio_pika.connect(RABBITMQ_URL)
         channel = await connection.channel()
-        for suffix in ("", ".dlq"):
-            await channel.queue_delete(rabbit_name + suffix)
+        for queue, _ in Topology(rabbit_name).queues():  # with its .dlq and delay queues
+            await channel.queue_delete(queue)
         await connection.close()
     return lines
 
