@@ -251,3 +251,39 @@ async def test_a_writer_waits_its_turn_for_the_busy_timeout_and_no_longer(
             assert (await conn.execute(text("SELECT v FROM t"))).scalars().all() == ["held"]
     finally:
         await database.engine.dispose()
+
+
+async def test_a_writer_cancelled_while_waiting_for_its_turn_leaves_nothing_behind(
+    db: Database,
+) -> None:
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('held')"))
+            holding.set()
+            await done.wait()
+
+    async def waiter() -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('cancelled')"))
+
+    first = asyncio.create_task(holder())
+    await holding.wait()
+    second = asyncio.create_task(waiter())
+    await asyncio.sleep(0.2)  # its first statement waits for the turn on its thread
+    second.cancel()
+    async with asyncio.timeout(2):  # not for the holder, nor for the busy timeout
+        with pytest.raises(asyncio.CancelledError):
+            await second
+    done.set()
+    await first
+    # Had the cancelled statement gone on waiting on its thread, it would have taken the
+    # turn once the holder was done and kept it: the writes below would time out.
+    async with asyncio.timeout(10):
+        for i in range(20):
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": f"after{i}"})
+    async with db.read() as conn:
+        values = (await conn.execute(text("SELECT v FROM t"))).scalars().all()
+    assert sorted(values) == sorted(["held", *(f"after{i}" for i in range(20))])

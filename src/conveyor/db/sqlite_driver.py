@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy import event
@@ -39,6 +40,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.util.concurrency import await_
 
 Description = tuple[tuple[Any, ...], ...] | None
+T = TypeVar("T")
+#: How often a writer waiting for its turn checks whether its caller gave up.
+_ABANDON_CHECK_S = 0.05
 #: The execution option that queues a statement instead of running it (value: a `Pipelined`).
 PIPELINE_OPTION = "conveyor_pipelined"
 #: The statement that starts a write transaction; it waits for the `WriterLock` first.
@@ -106,11 +110,17 @@ class WriterLock:
         self._owner: sqlite3.Connection | None = None
         self.timeout_s = timeout_s
 
-    def acquire(self, conn: sqlite3.Connection) -> None:
-        if not self._lock.acquire(timeout=self.timeout_s):
-            raise sqlite3.OperationalError(
-                f"database is locked (this process's other writers held it {self.timeout_s:g} s)"
-            )
+    def acquire(self, conn: sqlite3.Connection, abandoned: Callable[[], bool]) -> None:
+        """Wait for the turn, up to `timeout_s`; give up sooner once `abandoned()`."""
+        deadline = time.monotonic() + self.timeout_s
+        while not self._lock.acquire(timeout=_ABANDON_CHECK_S):
+            if abandoned():
+                raise sqlite3.OperationalError("the write was cancelled while it waited its turn")
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(
+                    f"database is locked (this process's other writers held it "
+                    f"{self.timeout_s:g} s)"
+                )
         self._owner = conn
 
     def settle(self, conn: sqlite3.Connection) -> None:
@@ -125,7 +135,27 @@ class WriterLock:
             self._lock.release()
 
 
-def _run(conn: sqlite3.Connection, writer: WriterLock, queued: Sequence[_Queued]) -> None:
+class _Turn:
+    """A connection's view of the `WriterLock`: it knows whether the connection's last
+    hop was abandoned (its caller cancelled), so that a wait for the turn stops."""
+
+    __slots__ = ("abandoned", "lock")
+
+    def __init__(self, lock: WriterLock) -> None:
+        self.lock = lock
+        self.abandoned = False
+
+    def acquire(self, conn: sqlite3.Connection) -> None:
+        self.lock.acquire(conn, lambda: self.abandoned)
+
+    def settle(self, conn: sqlite3.Connection) -> None:
+        self.lock.settle(conn)
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        self.lock.release(conn)
+
+
+def _run(conn: sqlite3.Connection, writer: _Turn, queued: Sequence[_Queued]) -> None:
     for operation, parameters, many, result in queued:
         if many:
             _executemany(conn, operation, parameters)
@@ -140,7 +170,7 @@ def _run(conn: sqlite3.Connection, writer: WriterLock, queued: Sequence[_Queued]
 # writer's turn is given back if the transaction is over (also when a statement failed).
 
 
-def _run_queued(conn: sqlite3.Connection, writer: WriterLock, queued: Sequence[_Queued]) -> None:
+def _run_queued(conn: sqlite3.Connection, writer: _Turn, queued: Sequence[_Queued]) -> None:
     try:
         _run(conn, writer, queued)
     finally:
@@ -149,7 +179,7 @@ def _run_queued(conn: sqlite3.Connection, writer: WriterLock, queued: Sequence[_
 
 def _execute_after(
     conn: sqlite3.Connection,
-    writer: WriterLock,
+    writer: _Turn,
     queued: Sequence[_Queued],
     operation: str,
     parameters: Any,
@@ -163,7 +193,7 @@ def _execute_after(
 
 def _executemany_after(
     conn: sqlite3.Connection,
-    writer: WriterLock,
+    writer: _Turn,
     queued: Sequence[_Queued],
     operation: str,
     parameters: Any,
@@ -175,7 +205,7 @@ def _executemany_after(
         writer.settle(conn)
 
 
-def _commit_after(conn: sqlite3.Connection, writer: WriterLock, queued: Sequence[_Queued]) -> None:
+def _commit_after(conn: sqlite3.Connection, writer: _Turn, queued: Sequence[_Queued]) -> None:
     try:
         _run(conn, writer, queued)
         conn.commit()
@@ -183,9 +213,10 @@ def _commit_after(conn: sqlite3.Connection, writer: WriterLock, queued: Sequence
         writer.settle(conn)
 
 
-def _rollback(conn: sqlite3.Connection, writer: WriterLock) -> None:
+def _rollback(conn: sqlite3.Connection, writer: _Turn) -> None:
     try:
-        conn.rollback()
+        if conn.in_transaction:
+            conn.rollback()
     finally:
         writer.settle(conn)
 
@@ -229,31 +260,19 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
-        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
         async with adapt._execute_mutex:
-            done, rows = await connection._execute(  # type: ignore[no-untyped-call]
-                _execute_after,
-                connection._conn,
-                adapt.writer,
-                adapt.take_pipeline(),
-                operation,
-                parameters,
+            done, rows = await adapt.hop(
+                _execute_after, adapt.take_pipeline(), operation, parameters
             )
         self._done = done
         self._rows = deque(rows)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:
-        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
         async with adapt._execute_mutex:
-            self._done = await connection._execute(  # type: ignore[no-untyped-call]
-                _executemany_after,
-                connection._conn,
-                adapt.writer,
-                adapt.take_pipeline(),
-                operation,
-                seq_of_parameters,
+            self._done = await adapt.hop(
+                _executemany_after, adapt.take_pipeline(), operation, seq_of_parameters
             )
         self._rows.clear()
 
@@ -268,7 +287,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def __init__(self, dbapi: OneHopDBAPI, connection: aiosqlite.Connection) -> None:
         super().__init__(dbapi, connection)  # type: ignore[arg-type]
         self._pipeline: list[_Queued] = []
-        self.writer = dbapi.writer
+        self.writer = _Turn(dbapi.writer)
 
     def queue(self, operation: str, parameters: Any, result: Pipelined, *, many: bool) -> None:
         """Queue a statement, in the driver's form, for the next hop."""
@@ -286,10 +305,24 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             self._hop(_run_queued, self.take_pipeline())
         return super().cursor(server_side)
 
-    def _hop(self, function: Callable[..., Any], *args: Any) -> None:
+    async def hop(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(sqlite connection, writer, *args)` on the connection's thread.
+
+        A hop whose wait is cancelled still runs there later (aiosqlite's queue keeps
+        it): it may yet open a transaction and take the writer's turn, so the next
+        rollback must not trust `in_transaction` as read from here.
+        """
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         try:
-            await_(driver._execute(function, driver._conn, self.writer, *args))  # type: ignore[no-untyped-call]
+            return await driver._execute(function, driver._conn, self.writer, *args)  # type: ignore[no-untyped-call,no-any-return]
+        except BaseException as error:
+            if not isinstance(error, Exception):
+                self.writer.abandoned = True
+            raise
+
+    def _hop(self, function: Callable[..., Any], *args: Any) -> None:
+        try:
+            await_(self.hop(function, *args))
         except Exception as error:
             self._handle_exception(error)
 
@@ -305,8 +338,12 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         after a commit (and a transaction whose BEGIN is still queued never opened)."""
         self._pipeline.clear()
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        if driver._connection is not None and driver._connection.in_transaction:
+        if driver._connection is None:
+            return
+        if self.writer.abandoned or driver._connection.in_transaction:
+            # Queued behind any abandoned hop: it rolls back whatever that one opened.
             self._hop(_rollback)
+            self.writer.abandoned = False
 
     def close(self) -> None:
         self._pipeline.clear()
