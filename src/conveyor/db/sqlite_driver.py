@@ -26,7 +26,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -347,19 +348,20 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def close(self) -> None:
         self._pipeline.clear()
-        driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        sqlite_connection = driver._connection
-        try:
+        with self._turn_given_back():
             super().close()
-        finally:
-            if sqlite_connection is not None:
-                self.writer.release(sqlite_connection)
 
     def _terminate_force_close(self) -> None:
+        with self._turn_given_back():
+            super()._terminate_force_close()
+
+    @contextmanager
+    def _turn_given_back(self) -> Iterator[None]:
+        """Closing: the writer's turn, if this connection holds it, is given back."""
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         sqlite_connection = driver._connection
         try:
-            super()._terminate_force_close()
+            yield
         finally:
             if sqlite_connection is not None:
                 self.writer.release(sqlite_connection)
