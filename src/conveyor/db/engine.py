@@ -28,7 +28,6 @@ from conveyor.db.sqlite_driver import (
     OneHopDBAPI,
     Pipelined,
     WriterLock,
-    install_pipeline,
 )
 from conveyor.exceptions import ConfigurationError
 
@@ -160,8 +159,6 @@ class Database:
                 cursor.execute(pragma)
             _enable_wal(cursor)
             cursor.close()
-
-        install_pipeline(engine.sync_engine)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Connection) -> None:

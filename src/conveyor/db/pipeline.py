@@ -10,8 +10,8 @@ statement or COMMIT it rode with fails and nothing of the transaction is kept.
 On SQLite, inside a transaction, the statement is compiled once (per set of parameter
 names) and queued straight on the driver: SQLAlchemy's execution machinery (events,
 result objects, Python-side column defaults) is skipped, which is most of the cost of a
-statement that is merely queued. Statements on tables with Python-side defaults take
-SQLAlchemy's path.
+statement that is merely queued. Statements on tables with Python-side defaults, and
+statements outside a transaction, take SQLAlchemy's path and run at once.
 
 Its rows, when it returns any, are there once the transaction has committed (as the
 driver gives them: plain tuples, without SQLAlchemy's type conversions).
@@ -23,13 +23,13 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import CursorResult, Dialect, Executable, Table
+from sqlalchemy import Dialect, Executable, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
-from conveyor.db.sqlite_driver import PIPELINE_OPTION, OneHopConnection, Pipelined
+from conveyor.db.sqlite_driver import OneHopConnection, Pipelined
 
 
 async def pipelined(
@@ -38,28 +38,17 @@ async def pipelined(
     """Queue `statement` (with `parameters`: a dict, or a list of dicts) in `conn`'s
     transaction; the returned handle holds its rows once the transaction committed."""
     result = Pipelined()
-    if conn.dialect.name == "sqlite":
-        driver = _driver(conn)
-        rows = parameters if isinstance(parameters, list) else [parameters or {}]
-        compiled = (
-            _Compiled.of(statement, tuple(rows[0]), conn.dialect) if driver and rows else None
-        )
-        if driver is not None and compiled is not None:
-            if isinstance(parameters, list):
-                driver.queue(compiled.sql, [compiled.bind(r) for r in rows], result, many=True)
-            else:
-                driver.queue(compiled.sql, compiled.bind(rows[0]), result, many=False)
-            return result
-        # `run_sync`: SQLAlchemy's `execute` insists on a trip to the driver, and a
-        # queued statement makes none.
-        options = {PIPELINE_OPTION: result}
-        ran: CursorResult[Any] = await conn.run_sync(
-            lambda sync: sync.execute(statement, parameters, execution_options=options)
-        )
-        if result.queued:
-            return result
-    else:
-        ran = await conn.execute(statement, parameters)
+    driver = _driver(conn) if conn.dialect.name == "sqlite" else None
+    rows = parameters if isinstance(parameters, list) else [parameters or {}]
+    compiled = _Compiled.of(statement, tuple(rows[0]), conn.dialect) if driver and rows else None
+    if driver is not None and compiled is not None:
+        if isinstance(parameters, list):
+            driver.queue(compiled.sql, [compiled.bind(r) for r in rows], result, many=True)
+        else:
+            driver.queue(compiled.sql, compiled.bind(rows[0]), result, many=False)
+        return result
+    # PostgreSQL, or a statement only SQLAlchemy's execution does justice: run it now.
+    ran = await conn.execute(statement, parameters)
     result.rows = [tuple(row) for row in ran.all()] if ran.returns_rows else []
     return result
 
@@ -108,8 +97,8 @@ class _Compiled:
     def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         params = self.compiled.construct_params(dict(values))
         processors = self.processors
-        return tuple(
-            value if (process := processors[name]) is None else process(value)
-            for name in self.names
-            for value in (params[name],)
-        )
+        bound = []
+        for name in self.names:
+            process = processors[name]
+            bound.append(params[name] if process is None else process(params[name]))
+        return tuple(bound)

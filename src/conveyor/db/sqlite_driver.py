@@ -31,21 +31,17 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import aiosqlite
-from sqlalchemy import event
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.engine import Engine
 from sqlalchemy.util.concurrency import await_
 
 Description = tuple[tuple[Any, ...], ...] | None
 T = TypeVar("T")
 #: How often a writer waiting for its turn checks whether its caller gave up.
 _ABANDON_CHECK_S = 0.05
-#: The execution option that queues a statement instead of running it (value: a `Pipelined`).
-PIPELINE_OPTION = "conveyor_pipelined"
 #: The statement that starts a write transaction; it waits for the `WriterLock` first.
 BEGIN_WRITE = "BEGIN IMMEDIATE"
 
@@ -53,10 +49,9 @@ BEGIN_WRITE = "BEGIN IMMEDIATE"
 class Pipelined:
     """A statement queued on a connection; `rows` once it has run (on its thread)."""
 
-    __slots__ = ("queued", "rows")
+    __slots__ = ("rows",)
 
     def __init__(self) -> None:
-        self.queued = False
         self.rows: list[Any] | None = None
 
 
@@ -253,13 +248,6 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def close(self) -> None:
         self._rows.clear()
 
-    def pipeline(self, operation: str, parameters: Any, result: Pipelined, *, many: bool) -> None:
-        """Queue the statement for the connection's next hop; it has no rows here."""
-        adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
-        adapt.queue(operation, parameters, result, many=many)
-        self._done = _Done(None, -1, None)
-        self._rows.clear()
-
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
         adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
         async with adapt._execute_mutex:
@@ -293,7 +281,6 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def queue(self, operation: str, parameters: Any, result: Pipelined, *, many: bool) -> None:
         """Queue a statement, in the driver's form, for the next hop."""
         self._pipeline.append((operation, parameters, many, result))
-        result.queued = True
 
     def take_pipeline(self) -> list[_Queued]:
         """The queued statements, for the hop about to run them (the queue is emptied)."""
@@ -382,23 +369,3 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
             connection = self.aiosqlite.connect(*arg, **kw)
             connection._thread.daemon = True  # as SQLAlchemy's adapter does
         return OneHopConnection(self, await_(connection))
-
-
-def install_pipeline(engine: Engine) -> None:
-    """Let statements executed with the `PIPELINE_OPTION` execution option be queued."""
-
-    @event.listens_for(engine, "do_execute")
-    def _one(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        result = context.execution_options.get(PIPELINE_OPTION)
-        if result is None:
-            return False
-        cursor.pipeline(statement, parameters, result, many=False)
-        return True
-
-    @event.listens_for(engine, "do_executemany")
-    def _many(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        result = context.execution_options.get(PIPELINE_OPTION)
-        if result is None:
-            return False
-        cursor.pipeline(statement, parameters, result, many=True)
-        return True
