@@ -4,6 +4,7 @@ pipelined one, and otherwise what SQLAlchemy's aiosqlite adapter gives."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from conveyor.db import Database, pipelined
+from conveyor.db.sqlite_driver import BEGIN_WRITE, OneHopConnection, Pipelined, _execute_after
 
 T = table("t", column("id"), column("v"))
 
@@ -287,3 +289,29 @@ async def test_a_writer_cancelled_while_waiting_for_its_turn_leaves_nothing_behi
     async with db.read() as conn:
         values = (await conn.execute(text("SELECT v FROM t"))).scalars().all()
     assert sorted(values) == sorted(["held", *(f"after{i}" for i in range(20))])
+
+
+async def test_a_terminated_connection_gives_back_the_turn_its_last_hop_took(
+    db: Database,
+) -> None:
+    """SQLAlchemy terminates a connection whose caller was cancelled; aiosqlite only queues
+    the close. A hop still queued before it may yet begin a write and take the turn: the
+    turn must come back with the close, on the connection's thread."""
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: OneHopConnection = raw.dbapi_connection  # type: ignore[assignment]
+        # The connection's thread is busy, and a write's first hop waits behind that.
+        busy = asyncio.create_task(driver._connection._execute(time.sleep, 0.3))  # type: ignore[attr-defined]
+        begin = [(BEGIN_WRITE, None, False, Pipelined())]
+        write = asyncio.create_task(driver.hop(_execute_after, begin, "SELECT 1", None))
+        await asyncio.sleep(0.05)
+        driver._terminate_force_close()
+        await busy
+        await asyncio.gather(write, return_exceptions=True)
+        await asyncio.to_thread(driver._connection._thread.join, 5)  # type: ignore[attr-defined]
+        await conn.invalidate()  # the pool lets go of it
+    async with asyncio.timeout(5):  # a turn kept by the closed connection: 30 s
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (v) VALUES ('after')"))
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT v FROM t"))).scalars().all() == ["after"]

@@ -26,8 +26,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -209,6 +209,13 @@ def _commit_after(conn: sqlite3.Connection, writer: _Turn, queued: Sequence[_Que
         writer.settle(conn)
 
 
+def _close(conn: sqlite3.Connection, writer: _Turn) -> None:
+    try:
+        conn.close()  # rolls back what is open; aiosqlite's own close is then a no-op
+    finally:
+        writer.release(conn)
+
+
 def _rollback(conn: sqlite3.Connection, writer: _Turn) -> None:
     try:
         if conn.in_transaction:
@@ -335,23 +342,22 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def close(self) -> None:
         self._pipeline.clear()
-        with self._turn_given_back():
-            super().close()
+        self._close_on_thread()
+        super().close()
 
     def _terminate_force_close(self) -> None:
-        with self._turn_given_back():
-            super()._terminate_force_close()
+        self._close_on_thread()
+        super()._terminate_force_close()
 
-    @contextmanager
-    def _turn_given_back(self) -> Iterator[None]:
-        """Closing: the writer's turn, if this connection holds it, is given back."""
+    def _close_on_thread(self) -> None:
+        """Queue the close, with the writer's turn given back after it, behind the hops
+        already queued: one of those may yet begin a write and take the turn (its caller
+        cancelled, SQLAlchemy terminates the connection, aiosqlite only queues the close).
+        """
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         sqlite_connection = driver._connection
-        try:
-            yield
-        finally:
-            if sqlite_connection is not None:
-                self.writer.release(sqlite_connection)
+        if sqlite_connection is not None:
+            driver._tx.put_nowait((None, partial(_close, sqlite_connection, self.writer)))
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
