@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import orjson
@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conveyor.api import create_app
+from conveyor.exceptions import ConnectionFailed
 from conveyor.platform import Platform
+from conveyor.queues.base import OutgoingMessage, PublishResult
 from conveyor.queues.model import Queue
 from tests.conftest import bearer
 
@@ -95,6 +97,61 @@ async def test_idempotency_key_returns_the_first_answer(
     b2 = await client.post(f"{PUBLISH}/{queue.id}/publish-batch", headers=batch_headers, json=batch)
     assert b1.json() == b2.json()
     assert await ready(platform, queue) == 4
+
+
+async def test_a_retry_after_a_lost_confirm_sends_the_same_message_id(
+    client: httpx.AsyncClient,
+    platform: Platform,
+    queue: Queue,
+    publisher: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker took the message but the answer was lost (503): the client's retry with
+    the same key publishes again under the same id, so consumers see one message."""
+    backend = await platform.backends.get(queue)
+    real_publish, real_batch = backend.publish, backend.publish_batch
+    lost = ConnectionFailed("the connection to the broker was lost")
+    failures, batch_failures = [lost], [lost]
+
+    async def publish(message: OutgoingMessage) -> PublishResult:
+        result = await real_publish(message)
+        if failures:
+            raise failures.pop()
+        return result
+
+    async def publish_batch(messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
+        results = await real_batch(messages)
+        if batch_failures:
+            raise batch_failures.pop()
+        return results
+
+    monkeypatch.setattr(backend, "publish", publish)
+    monkeypatch.setattr(backend, "publish_batch", publish_batch)
+    url = f"{PUBLISH}/{queue.id}/publish"
+    headers = publisher | {"Idempotency-Key": "order-77"}
+
+    first = await client.post(url, headers=headers, json={"n": 1})
+    assert first.status_code == 503
+    assert first.json()["error"]["code"] == "backend_unavailable"
+    retried = await client.post(url, headers=headers, json={"n": 1})
+    assert retried.status_code == 200, retried.text
+    again = await client.post(url, headers=headers, json={"n": 1})
+    assert again.json() == retried.json()
+
+    batch_url = f"{PUBLISH}/{queue.id}/publish-batch"
+    batch_headers = publisher | {"Idempotency-Key": "batch-77"}
+    batch = {"messages": [{"n": 2}, {"n": 3}]}
+    assert (await client.post(batch_url, headers=batch_headers, json=batch)).status_code == 503
+    batch_retried = await client.post(batch_url, headers=batch_headers, json=batch)
+    assert batch_retried.status_code == 200, batch_retried.text
+
+    deliveries = await backend.receive(10)
+    ids = [d.id for d in deliveries]
+    single = retried.json()["message-id"]
+    batch_ids = [r["message-id"] for r in batch_retried.json()["results"]]
+    assert sorted(ids) == sorted([single, single, *batch_ids, *batch_ids])
+    other = await client.post(url, headers=publisher | {"Idempotency-Key": "other"}, json={})
+    assert other.json()["message-id"] not in ids
 
 
 async def test_concurrent_retries_with_one_idempotency_key_publish_once(

@@ -117,6 +117,11 @@ idempotency_keys = Table(
     #: The first answer, returned again to retries; NULL while the first is in progress.
     Column("response", JSON, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    #: The message ids the key publishes under: an attempt that failed may still have
+    #: reached the broker, so a retry sends the same ids (consumers deduplicate on them).
+    Column("message_ids", JSON, nullable=True),
+    #: When the last attempt failed (epoch ms): a retry may take the key over at once.
+    Column("released_at", BigInteger, nullable=True),
     Index("ix_conveyor_idempotency_keys_created_at", "created_at"),
 )
 

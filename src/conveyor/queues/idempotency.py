@@ -1,14 +1,18 @@
 """`Idempotency-Key`: a retried publish gets the first answer and publishes nothing.
 
-The key is reserved before publishing and completed with the answer after. A key whose
-first request is still running answers 409; one whose first request died before
-answering (no response after `STALE_AFTER_MS`) may be taken over, which can publish
-twice: the at-least-once promise, kept for a crash at the worst moment.
+The key is reserved before publishing, with the message ids it publishes under, and
+completed with the answer after. A key whose first request is still running answers
+409. One whose attempt failed (a 503: the broker may have taken the message and lost
+the confirm) is released, and one whose request died before answering (no response
+after `STALE_AFTER_MS`) may be taken over: the retry publishes again, under the same
+message ids, so that a copy that did arrive twice is one message to consumers that
+deduplicate on the id (the at-least-once promise).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
@@ -30,28 +34,48 @@ def check_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class Attempt:
+    #: The first answer: give it again and publish nothing.
+    answer: dict[str, Any] | None
+    #: Otherwise, the message ids to publish under.
+    message_ids: list[str]
+
+
 class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def begin(self, queue_id: str, key: str) -> dict[str, Any] | None:
-        """The first answer if there is one; otherwise reserve the key and return None."""
+    async def begin(self, queue_id: str, key: str, message_ids: list[str]) -> Attempt:
+        """The first answer if there is one; otherwise reserve the key, and publish under
+        the message ids of its earlier attempt if there was one (else `message_ids`)."""
         row_of = and_(keys.c.queue_id == queue_id, keys.c.key == key)
         now = now_ms()
         async with self._db.write() as conn:
             row = (await conn.execute(select(keys).where(row_of))).first()
             if row is not None:
                 if row.response is not None:
-                    return dict(row.response)
-                if now - row.created_at < STALE_AFTER_MS:
+                    return Attempt(dict(row.response), [])
+                if row.released_at is None and now - row.created_at < STALE_AFTER_MS:
                     raise Conflict("a request with this Idempotency-Key is still in progress")
-                await conn.execute(update(keys).where(row_of).values(created_at=now))
-                return None
+                earlier = row.message_ids
+                if isinstance(earlier, list) and len(earlier) == len(message_ids):
+                    message_ids = [str(i) for i in earlier]
+                await conn.execute(
+                    update(keys)
+                    .where(row_of)
+                    .values(created_at=now, released_at=None, message_ids=message_ids)
+                )
+                return Attempt(None, message_ids)
             try:
-                await conn.execute(insert(keys).values(queue_id=queue_id, key=key, created_at=now))
+                await conn.execute(
+                    insert(keys).values(
+                        queue_id=queue_id, key=key, created_at=now, message_ids=message_ids
+                    )
+                )
             except IntegrityError:  # a concurrent request reserved it first
                 raise Conflict("a request with this Idempotency-Key is still in progress") from None
-        return None
+        return Attempt(None, message_ids)
 
     async def complete(self, queue_id: str, key: str, response: dict[str, Any]) -> None:
         async with self._db.write() as conn:
@@ -61,9 +85,14 @@ class IdempotencyStore:
                 .values(response=response)
             )
 
-    async def abandon(self, queue_id: str, key: str) -> None:
+    async def release(self, queue_id: str, key: str) -> None:
+        """The attempt failed: a retry may take the key over now, keeping its ids."""
         async with self._db.write() as conn:
-            await conn.execute(delete(keys).where(keys.c.queue_id == queue_id, keys.c.key == key))
+            await conn.execute(
+                update(keys)
+                .where(keys.c.queue_id == queue_id, keys.c.key == key, keys.c.response.is_(None))
+                .values(released_at=now_ms())
+            )
 
     async def prune(self, retention_ms: int = RETENTION_MS) -> int:
         async with self._db.write() as conn:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -17,6 +18,8 @@ from conveyor.queues.pool import BackendPool
 
 #: Messages per publish-batch request, at most.
 MAX_BATCH = 100
+
+Send = Callable[[list[OutgoingMessage]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,14 @@ class Publisher:
     ) -> dict[str, Any]:
         """Publish one JSON object (raw bytes, checked here); the API's answer."""
         parse_object(body, max_bytes=queue.options.max_message_bytes)
-        message = OutgoingMessage(body=body)
 
-        async def send() -> dict[str, Any]:
+        async def send(messages: list[OutgoingMessage]) -> dict[str, Any]:
             backend = await self._backends.get(queue)
-            answer = Receipt(queue.id, await backend.publish(message)).as_json()
+            answer = Receipt(queue.id, await backend.publish(messages[0])).as_json()
             self._published(queue)
             return answer
 
-        return await self._once(queue, idempotency_key, send)
+        return await self._once(queue, idempotency_key, [OutgoingMessage(body=body)], send)
 
     async def publish_batch(
         self, queue: Queue, body: bytes, *, idempotency_key: str | None = None
@@ -76,13 +78,13 @@ class Publisher:
             OutgoingMessage(body=_encode_item(i, item, limit)) for i, item in enumerate(items)
         ]
 
-        async def send() -> dict[str, Any]:
+        async def send(messages: list[OutgoingMessage]) -> dict[str, Any]:
             backend = await self._backends.get(queue)
-            results = await backend.publish_batch(outgoing)
+            results = await backend.publish_batch(messages)
             self._published(queue)
             return {"results": [Receipt(queue.id, r).as_json() for r in results]}
 
-        return await self._once(queue, idempotency_key, send)
+        return await self._once(queue, idempotency_key, outgoing, send)
 
     async def publish_object(self, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
         """Publish a Python dict (CLI, handlers): the same checks as the API."""
@@ -92,18 +94,23 @@ class Publisher:
         if self._activity is not None:
             self._activity.note(queue.id)
 
-    async def _once(self, queue: Queue, key: str | None, send: Any) -> dict[str, Any]:
+    async def _once(
+        self, queue: Queue, key: str | None, messages: list[OutgoingMessage], send: Send
+    ) -> dict[str, Any]:
+        """Send, or with an idempotency key: the first answer, or send under the message
+        ids of the key's earlier attempts (a failed attempt may still have reached the
+        broker: the retry's copy then carries the same id, for consumers to drop)."""
         if key is None:
-            answer: dict[str, Any] = await send()
-            return answer
+            return await send(messages)
         check_key(key)
-        first = await self._idempotency.begin(queue.id, key)
-        if first is not None:
-            return first
+        attempt = await self._idempotency.begin(queue.id, key, [m.id for m in messages])
+        if attempt.answer is not None:
+            return attempt.answer
+        messages = [replace(m, id=i) for m, i in zip(messages, attempt.message_ids, strict=True)]
         try:
-            answer = await send()
+            answer = await send(messages)
         except BaseException:
-            await self._idempotency.abandon(queue.id, key)
+            await self._idempotency.release(queue.id, key)
             raise
         await self._idempotency.complete(queue.id, key, answer)
         return answer
