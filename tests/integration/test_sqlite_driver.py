@@ -291,12 +291,15 @@ async def test_a_writer_cancelled_while_waiting_for_its_turn_leaves_nothing_behi
     assert sorted(values) == sorted(["held", *(f"after{i}" for i in range(20))])
 
 
+@pytest.mark.parametrize("terminate", ["force", "graceful"])
 async def test_a_terminated_connection_gives_back_the_turn_its_last_hop_took(
-    db: Database,
+    db: Database, terminate: str
 ) -> None:
-    """SQLAlchemy terminates a connection whose caller was cancelled; aiosqlite only queues
-    the close. A hop still queued before it may yet begin a write and take the turn: the
-    turn must come back with the close, on the connection's thread."""
+    """SQLAlchemy terminates a connection whose caller was cancelled: it closes it
+    through aiosqlite (graceful), or only queues the close (force; the garbage collector
+    or a close that failed). A hop still queued before the close may yet begin a write
+    and take the turn: the turn must come back with the close, on the connection's
+    thread."""
     async with db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver: OneHopConnection = raw.dbapi_connection  # type: ignore[assignment]
@@ -305,11 +308,14 @@ async def test_a_terminated_connection_gives_back_the_turn_its_last_hop_took(
         begin = [(BEGIN_WRITE, None, False, Pipelined())]
         write = asyncio.create_task(driver.hop(_execute_after, begin, "SELECT 1", None))
         await asyncio.sleep(0.05)
-        driver._terminate_force_close()
-        await busy
-        await asyncio.gather(write, return_exceptions=True)
+        if terminate == "force":
+            driver._terminate_force_close()
+            await asyncio.gather(busy, write, return_exceptions=True)
+        else:  # SQLAlchemy's invalidate closes it through aiosqlite
+            await asyncio.gather(busy, write, conn.invalidate(), return_exceptions=True)
         await asyncio.to_thread(driver._connection._thread.join, 5)  # type: ignore[attr-defined]
-        await conn.invalidate()  # the pool lets go of it
+        if terminate == "force":
+            await conn.invalidate()  # the pool lets go of it
     async with asyncio.timeout(5):  # a turn kept by the closed connection: 30 s
         async with db.write() as conn:
             await conn.execute(text("INSERT INTO t (v) VALUES ('after')"))

@@ -345,6 +345,10 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self._close_on_thread()
         super().close()
 
+    async def _terminate_graceful_close(self) -> None:
+        self._close_on_thread()
+        await super()._terminate_graceful_close()
+
     def _terminate_force_close(self) -> None:
         self._close_on_thread()
         super()._terminate_force_close()
@@ -352,7 +356,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def _close_on_thread(self) -> None:
         """Queue the close, with the writer's turn given back after it, behind the hops
         already queued: one of those may yet begin a write and take the turn (its caller
-        cancelled, SQLAlchemy terminates the connection, aiosqlite only queues the close).
+        was cancelled, so SQLAlchemy terminates the connection: through aiosqlite's close
+        or by stopping its thread, neither of which knows the turn).
         """
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         sqlite_connection = driver._connection
