@@ -1,12 +1,14 @@
-"""FI-03: the RabbitMQ broker stops and starts again while publishing goes on.
+"""FI-03 and FI-04: RabbitMQ goes away while publishing and handling go on.
 
-Publishers keep calling the HTTP API, each publish with its own `Idempotency-Key`, and a
-worker keeps handling the queue. While the broker is down the API answers 503, never a
-2xx; both sides recover by themselves once it is back. Every message the API accepted
-is handled, and nothing else: a publish that answered 503 although the broker had
-taken it (the confirm was lost with the connection) is retried with its key, and both
-copies carry the id the retry answered. Stops the machine's RabbitMQ application
-(`rabbitmqctl stop_app`, marker `disruptive`).
+Two faults: the broker stops and starts again (FI-03, `rabbitmqctl stop_app`: marker
+`disruptive`, it stops the machine's broker), and the network between Conveyor and the
+broker is cut and restored (FI-04, a TCP proxy in the test that resets every connection,
+the API's and the worker's alike). Publishers keep calling the HTTP API, each publish
+with its own `Idempotency-Key`, and a worker keeps handling the queue. While the broker
+is out of reach the API answers 503, never a 2xx; both sides recover by themselves. Every
+message the API accepted is handled, and nothing else: a publish that answered 503
+although the broker had taken it (the confirm was lost with the connection) is retried
+with its key, and both copies carry the id the retry answered.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,12 +33,12 @@ from conveyor.queues.model import Queue
 from conveyor.worker.handlers import HandlerRegistry
 from tests import rabbitmq, services
 from tests.conftest import bearer
+from tests.tcp_proxy import TcpProxy
 from tests.worker.helpers import eventually, running
 
 pytestmark = [
     pytest.mark.rabbitmq,
     pytest.mark.slow,
-    pytest.mark.disruptive,
     pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True),
 ]
 
@@ -54,21 +57,56 @@ def rabbitmqctl(action: str) -> None:
     subprocess.run([command, action], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture
-async def queue(platform: Platform) -> AsyncIterator[Queue]:
+@dataclass
+class Outage:
+    """A queue on the broker, and how to take the broker out of its reach and back."""
+
+    queue: Queue
+    down: Callable[[], Awaitable[None]]
+    up: Callable[[], Awaitable[None]]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("broker restart", marks=pytest.mark.disruptive),
+        pytest.param("connection cut"),
+    ]
+)
+async def outage(request: pytest.FixtureRequest, platform: Platform) -> AsyncIterator[Outage]:
     rabbitmq.require()
-    name = rabbitmq.unique_name("fi03")
+    name = rabbitmq.unique_name("outage")
+    registration = rabbitmq.registration(name)
     try:
-        yield await platform.queues.create(rabbitmq.registration(name))
+        if request.param == "broker restart":
+            rabbitmqctl("status")  # skips (or fails in CI) before anything starts
+            yield Outage(
+                await platform.queues.create(registration),
+                down=lambda: asyncio.to_thread(rabbitmqctl, "stop_app"),
+                up=lambda: asyncio.to_thread(rabbitmqctl, "start_app"),
+            )
+        else:
+            upstream = urlsplit(rabbitmq.RABBITMQ_URL)
+            async with TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672) as proxy:
+
+                async def cut() -> None:
+                    proxy.cut()
+
+                async def restore() -> None:
+                    proxy.restore()
+
+                registration["url"] = f"amqp://127.0.0.1:{proxy.port}/"
+                yield Outage(await platform.queues.create(registration), cut, restore)
     finally:
-        rabbitmqctl("start_app")  # whatever happened, the next tests get their broker
+        if request.param == "broker restart":
+            rabbitmqctl("start_app")  # whatever happened, the next tests get their broker
         await rabbitmq.delete_queues(name)
 
 
 @pytest.mark.timeout(180)
-async def test_a_broker_restart_answers_503_meanwhile_and_loses_no_accepted_message(
-    platform: Platform, client: httpx.AsyncClient, queue: Queue
+async def test_an_outage_answers_503_meanwhile_and_loses_no_accepted_message(
+    platform: Platform, client: httpx.AsyncClient, outage: Outage
 ) -> None:
+    queue = outage.queue
     key = await bearer(platform, "publish")
     url = f"/api/v1/zstorage/queue/a/{queue.name}/publish"
     accepted: list[str] = []
@@ -116,8 +154,8 @@ async def test_a_broker_restart_answers_503_meanwhile_and_loses_no_accepted_mess
         busy = [asyncio.create_task(keep_publishing()) for _ in range(PUBLISHERS)]
         await eventually(lambda: len(handled) >= 20, what="messages flowing")
 
-        # When the broker stops, publishes answer 503, never 2xx
-        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        # When the broker goes out of reach, publishes answer 503, never 2xx
+        await outage.down()
         await wait_for(503)
         accepted_while_down = len(accepted)
         for _ in range(5):
@@ -125,7 +163,7 @@ async def test_a_broker_restart_answers_503_meanwhile_and_loses_no_accepted_mess
         assert len(accepted) == accepted_while_down
 
         # Then, once it is back, publishing recovers by itself
-        await asyncio.to_thread(rabbitmqctl, "start_app")
+        await outage.up()
         await wait_for(200)
         await asyncio.sleep(1)  # and goes on, with the worker handling
         stopping.set()
