@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
@@ -76,3 +77,19 @@ async def test_ping_fails_cleanly_when_the_database_is_unreachable() -> None:
         assert await db.ping() is False
     finally:
         await db.close()
+
+
+async def test_writes_count_as_in_flight_until_they_end_committed_or_not(
+    platform: Platform,
+) -> None:
+    # A database of its own: the platform's relay may be writing meanwhile.
+    db = Database(platform.settings.database_url, schema=platform.settings.database_schema)
+    async with db.write() as conn:
+        await conn.execute(text("SELECT 1"))
+        assert len(db.writes) == 1
+    assert len(db.writes) == 0
+    with pytest.raises(RuntimeError):
+        async with db.write():
+            raise RuntimeError("rolled back")
+    assert len(db.writes) == 0
+    await db.close()

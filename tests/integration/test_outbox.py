@@ -220,6 +220,34 @@ async def test_the_writing_process_hands_its_rows_to_its_relay_without_a_claim(
 
 
 @pytest.mark.rabbitmq
+async def test_rows_of_writes_that_run_together_go_in_one_publish(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await link(platform, rabbit_queue, events=["create"])
+    platform.relay.options = RelayOptions(handoff_linger_s=5)  # it may wait that long
+    batches: list[int] = []
+    publish_batch = RabbitMQBackend.publish_batch
+
+    async def counted(self: RabbitMQBackend, messages: Sequence[OutgoingMessage]) -> Any:
+        batches.append(len(messages))
+        return await publish_batch(self, messages)
+
+    monkeypatch.setattr(RabbitMQBackend, "publish_batch", counted)
+    # Twenty writes at once: the first row handed over waits for the other writes
+    await asyncio.gather(*(write(platform, "create", {"id": n}) for n in range(20)))
+    messages = await drain_broker(rabbit_queue.name, 20)
+    assert sorted(orjson.loads(m.body)["record"]["id"] for m in messages) == list(range(20))
+    assert batches == [20]
+
+    # A write alone waits for nothing
+    started = time.monotonic()
+    await write(platform, "create", {"id": 20})
+    assert len(await drain_broker(rabbit_queue.name, 1)) == 1
+    assert time.monotonic() - started < 2.5
+    assert batches == [20, 1]
+
+
+@pytest.mark.rabbitmq
 async def test_a_batch_publishes_while_the_one_before_is_marked_sent(
     platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:

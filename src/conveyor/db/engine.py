@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.config import Settings
+from conveyor.db.in_flight import WritesInFlight
 from conveyor.db.sqlite_driver import (
     BEGIN_WRITE,
     OneHopConnection,
@@ -117,6 +118,8 @@ class Database:
         # ready to start the moment the first commits. The rest wait here without
         # holding a connection (readers need them).
         self._sqlite_writers = asyncio.Semaphore(2)
+        #: The `write()` transactions under way in this process.
+        self.writes = WritesInFlight()
         self.engine: AsyncEngine = (
             self._sqlite_engine(sqlite_synchronous, sqlite_busy_timeout_ms, pool_size)
             if self.dialect == "sqlite"
@@ -196,25 +199,31 @@ class Database:
         """A write transaction: takes SQLite's write lock up front.
 
         Callbacks registered with `after_commit(conn, …)` run once it has committed.
+        It counts in `writes` from the start (before it waits for a connection or for
+        SQLite's lock) to the end (after the callbacks).
         """
-        async with contextlib.AsyncExitStack() as stack:
-            if self.dialect == "sqlite":
-                await stack.enter_async_context(self._sqlite_writers)
-            conn = await stack.enter_async_context(self.engine.connect())
-            if self.dialect == "sqlite":
-                await conn.execution_options(sqlite_begin="IMMEDIATE")
-            # `info` lives as long as the pooled connection: callbacks left there by a
-            # transaction that was not a `write()` must not fire on this one's commit.
-            conn.info.pop(_AFTER_COMMIT, None)
-            try:
-                async with conn.begin():
-                    yield conn
-            finally:
-                # An invalidated connection (the server went away) has lost its info
-                # with the connection; asking for it would reconnect, outside of async.
-                callbacks = [] if conn.invalidated else conn.info.pop(_AFTER_COMMIT, [])
-        for callback in callbacks:  # only reached when the commit succeeded
-            callback()
+        ticket = self.writes.begin()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if self.dialect == "sqlite":
+                    await stack.enter_async_context(self._sqlite_writers)
+                conn = await stack.enter_async_context(self.engine.connect())
+                if self.dialect == "sqlite":
+                    await conn.execution_options(sqlite_begin="IMMEDIATE")
+                # `info` lives as long as the pooled connection: callbacks left there by
+                # a transaction that was not a `write()` must not fire on this commit.
+                conn.info.pop(_AFTER_COMMIT, None)
+                try:
+                    async with conn.begin():
+                        yield conn
+                finally:
+                    # An invalidated connection (the server went away) has lost its info
+                    # with the connection; asking for it would reconnect, outside async.
+                    callbacks = [] if conn.invalidated else conn.info.pop(_AFTER_COMMIT, [])
+            for callback in callbacks:  # only reached when the commit succeeded
+                callback()
+        finally:
+            self.writes.end(ticket)
 
     async def ping(self) -> bool:
         try:

@@ -53,8 +53,9 @@ class RelayOptions:
     #: Rows handed over by this process's writes and not yet published, at most; past
     #: that, writes leave their rows to the claim (which bounds the memory held).
     max_handoffs: int = 2000
-    #: Under a stream of writes, how long to gather handed-over rows into one batch.
-    handoff_linger_s: float = 0.005
+    #: How long a batch of handed-over rows may wait for the writes under way to hand
+    #: over theirs too (they are published together); no wait when none are.
+    handoff_linger_s: float = 0.03
     #: Published hand-offs are marked sent in one transaction at most this often.
     mark_interval_s: float = 0.05
 
@@ -80,8 +81,6 @@ class Relay:
         #: A claim is due now rather than at the next poll.
         self._claim_wanted = False
         self._handoffs: list[OutboxRow] = []
-        #: The last hand-off batch had company: writes are streaming in.
-        self._busy = False
         #: Queue id → until when (epoch ms) its rows are not taken by hand-off.
         self._failing: dict[str, int] = {}
         #: Hand-offs published and not yet marked sent: (row id, backend id).
@@ -165,11 +164,14 @@ class Relay:
             self._stopping = False  # stopped: it may run again
 
     async def _publish_handoffs(self) -> None:
-        if self._handoffs and self._busy and len(self._handoffs) < self.options.batch:
-            # Writes are coming in fast: a moment's wait gathers more of them into this
-            # batch, one publish (and one wait for the broker's confirms) for them all.
-            await asyncio.sleep(self.options.handoff_linger_s)
-        self._busy = len(self._handoffs) > 1
+        if self._handoffs and len(self._handoffs) < self.options.batch:
+            # Writes under way now may be about to hand over rows too: those of all the
+            # writes that ran together go in one batch, one publish (and one wait for
+            # the broker's confirms) for them all. Under a stream of writes this is what
+            # keeps the publishing's share of the process small.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.options.handoff_linger_s):
+                    await self.store.db.writes.settled()
         rows, self._handoffs = (
             self._handoffs[: self.options.batch],
             self._handoffs[self.options.batch :],
