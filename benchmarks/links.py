@@ -30,6 +30,7 @@ import orjson
 import uvloop
 
 from conveyor.config import Settings
+from conveyor.heap import freeze_start_up
 from conveyor.links.model import LinkSpec
 from conveyor.platform import Platform
 from conveyor.queues.rabbitmq.topology import Topology
@@ -65,6 +66,7 @@ async def platform_on(database: str) -> AsyncIterator[Platform]:
         platform = Platform(Settings(_env_file=None, **overrides).resolved())  # type: ignore[call-arg]
         await platform.migrate()
         await platform.open()
+        freeze_start_up()  # as `conveyor serve` does once it has started
         try:
             yield platform
         finally:

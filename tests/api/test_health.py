@@ -40,3 +40,18 @@ async def test_unknown_routes_get_a_json_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_an_app_that_owns_its_platform_opens_it_then_says_it_started(
+    settings: Settings,
+) -> None:
+    """`conveyor serve` freezes the start-up heap (`started`) once the platform is open."""
+    platform = Platform(settings)
+    await platform.migrate()
+    seen: list[int] = []  # the platform's background tasks, when `started` ran
+    app = create_app(
+        platform, owns_platform=True, started=lambda: seen.append(len(platform._tasks))
+    )
+    async with app.router.lifespan_context(app):
+        assert len(seen) == 1 and seen[0] > 0
+    assert platform._tasks == []  # closed with the app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,12 +13,19 @@ from conveyor.api import errors
 from conveyor.api.middleware import Gateway
 from conveyor.api.routes import health, keys, links, publish, queues, storage, workers
 from conveyor.config import Settings
+from conveyor.heap import freeze_start_up
 from conveyor.platform import Platform
 from conveyor.web import create_web_app
 
 
-def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
-    """The HTTP app over `platform`; with `owns_platform`, its lifespan opens and closes it."""
+def create_app(
+    platform: Platform,
+    *,
+    owns_platform: bool = False,
+    started: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The HTTP app over `platform`; with `owns_platform`, its lifespan opens and closes it
+    (and calls `started` once it is open)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -26,6 +33,8 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
             yield
             return
         async with platform:
+            if started is not None:
+                started()
             yield
 
     app = FastAPI(
@@ -57,4 +66,4 @@ def create_app(platform: Platform, *, owns_platform: bool = False) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """The factory `conveyor serve` hands to uvicorn (once per worker process)."""
-    return create_app(Platform(Settings.load()), owns_platform=True)
+    return create_app(Platform(Settings.load()), owns_platform=True, started=freeze_start_up)

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from conveyor.config import Settings
 from conveyor.exceptions import ConfigurationError, ConveyorError
+from conveyor.heap import freeze_start_up
 from conveyor.platform import Platform
 
 T = TypeVar("T")
@@ -69,8 +70,9 @@ async def running_platform(
     platform = Platform(settings or load_settings())
     try:
         await platform.migrate()
-        if upkeep:
+        if upkeep:  # a long-running command: `conveyor worker` or `conveyor relay`
             await platform.open(relay=relay)
+            freeze_start_up()
         yield platform
     finally:
         await platform.close()
