@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
+import aiormq
 import orjson
 import pytest
 
@@ -68,6 +69,77 @@ async def test_publishing_to_a_deleted_queue_is_an_error_not_a_success(make: Mak
         await channel.queue_delete(backend.queue.name)
     with pytest.raises(PublishFailed, match="could not route"):
         await backend.publish(message())
+
+
+async def underlying_channel(backend: RabbitMQBackend) -> aiormq.Channel:
+    channel = await backend._channel()
+    assert isinstance(channel, aiormq.Channel)
+    return channel
+
+
+async def test_a_batch_arrives_whole_in_order_persistent_and_leaves_no_bookkeeping(
+    make: Make,
+) -> None:
+    backend = await make()
+    sent = [message(n) for n in range(300)]  # more than one write buffer's worth
+    sent.append(OutgoingMessage(body=b"x" * 300_000))  # split over several body frames
+    results = await backend.publish_batch(sent)
+    assert [r.message_id for r in results] == [m.id for m in sent]
+    channel = await underlying_channel(backend)
+    assert not channel.confirmations and not channel.message_id_delivery_tag
+
+    connection, raw = await raw_channel()
+    async with connection:
+        queue = await raw.get_queue(backend.queue.name)
+        got = []
+        while (incoming := await queue.get(fail=False, timeout=5)) is not None:
+            got.append(incoming)
+            await incoming.ack()
+    assert [m.body for m in got] == [m.body for m in sent]
+    assert [m.message_id for m in got] == [m.id for m in sent]
+    assert {m.delivery_mode for m in got} == {aio_pika.DeliveryMode.PERSISTENT}
+    assert all(m.headers["conveyor-message-id"] == m.message_id for m in got)
+
+
+async def test_a_batch_no_queue_takes_fails_and_the_channel_goes_on(make: Make) -> None:
+    backend = await make()
+    connection, raw = await raw_channel()
+    async with connection:
+        await raw.queue_delete(backend.queue.name)
+    with pytest.raises(PublishFailed, match="could not route"):
+        await backend.publish_batch([message(n) for n in range(5)])
+    channel = await underlying_channel(backend)
+    assert not channel.confirmations and not channel.message_id_delivery_tag
+    # The same channel publishes on, once the queue is back.
+    connection, raw = await raw_channel()
+    async with connection:
+        await raw.declare_queue(backend.queue.name, durable=True)
+    assert len(await backend.publish_batch([message(n) for n in range(3)])) == 3
+    assert await underlying_channel(backend) is channel
+    assert (await backend.stats()).ready == 3
+
+
+async def test_a_batch_to_a_silent_broker_fails_within_the_timeout(make: Make) -> None:
+    async with TcpProxy(UPSTREAM.hostname or "127.0.0.1", UPSTREAM.port or 5672) as proxy:
+        backend = await make(url=f"amqp://127.0.0.1:{proxy.port}/", timeouts=QUICK)
+        await backend.publish_batch([message(0)])
+        proxy.stall()
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed, match="did not answer"):
+            await backend.publish_batch([message(n) for n in range(20)])
+        assert time.monotonic() - started < 10
+
+
+async def test_a_batch_on_a_channel_closed_under_it_fails_at_once(make: Make) -> None:
+    backend = await make()
+    channel = await underlying_channel(backend)
+    publishing = asyncio.create_task(backend.publish_batch([message(n) for n in range(50)]))
+    await asyncio.sleep(0)  # the batch is written, its confirms awaited
+    await channel.close()
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed):
+        await publishing
+    assert time.monotonic() - started < 1  # not the 1.5 s operation timeout: no hang
 
 
 async def test_a_silent_broker_fails_publishes_within_the_timeout(make: Make) -> None:

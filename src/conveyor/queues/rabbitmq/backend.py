@@ -33,6 +33,7 @@ from conveyor.queues.base import (
 )
 from conveyor.queues.model import Credentials, Queue
 from conveyor.queues.rabbitmq import topology, wire
+from conveyor.queues.rabbitmq.batch import publish_confirmed
 from conveyor.queues.rabbitmq.connection import Timeouts, connect, connection_url, peer_of
 from conveyor.queues.rabbitmq.consumer import Prefetcher
 from conveyor.queues.rabbitmq.dead_letters import DeadLetters
@@ -138,22 +139,11 @@ class RabbitMQBackend:
         return PublishResult(message.id, message.id)
 
     async def publish_batch(self, messages: Sequence[OutgoingMessage]) -> list[PublishResult]:
-        name = self.queue.name
         async with self._step("publishing a batch"):
             channel = await self._channel()
-            # Confirms are pipelined: every message is in flight before the first confirm.
-            outcomes = await asyncio.gather(
-                *(
-                    channel.basic_publish(
-                        m.body, routing_key=name, properties=wire.outgoing(m), mandatory=True
-                    )
-                    for m in messages
-                ),
-                return_exceptions=True,
-            )
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            # One write for all of them, every confirm awaited (see `batch`).
+            outgoing = [(m.body, wire.outgoing(m)) for m in messages]
+            await publish_confirmed(channel, self.queue.name, outgoing)
         return [PublishResult(m.id, m.id) for m in messages]
 
     # Receiving and settling
