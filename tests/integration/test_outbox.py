@@ -372,40 +372,51 @@ async def test_a_backend_closed_under_a_publish_does_not_stop_the_relay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The queue is edited (its backend closed) while the relay waits for confirms:
-    that batch fails like a broker outage and is sent again; the relay lives on."""
+    that batch fails like a broker outage and is sent again; the relay lives on.
+
+    Through a proxy that goes silent first: RabbitMQ confirms whatever reached it before
+    a close, so a batch written in one go would otherwise be confirmed in time."""
     await platform.stop_relay()
-    await link(platform, rabbit_queue, events=["create"])
-    for n in range(500):
-        await write(platform, "create", {"id": n})
-    publish_batch = RabbitMQBackend.publish_batch
-    cut: list[int] = []
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
+        await platform.queues.update(rabbit_queue.id, {"url": f"amqp://127.0.0.1:{proxy.port}/"})
+        await platform.backends.discard(rabbit_queue.id)
+        await link(platform, rabbit_queue, events=["create"])
+        for n in range(500):
+            await write(platform, "create", {"id": n})
+        publish_batch = RabbitMQBackend.publish_batch
+        cut: list[int] = []
 
-    async def closed_under_the_first(
-        backend: RabbitMQBackend, messages: Sequence[OutgoingMessage]
-    ) -> list[PublishResult]:
-        if cut:
-            return await publish_batch(backend, messages)
-        cut.append(len(messages))
-        publishing = asyncio.create_task(publish_batch(backend, messages))
-        channel = await backend._channel()
-        while not channel.confirmations and not publishing.done():
-            await asyncio.sleep(0)  # until publishes wait for their confirms
-        await platform.backends.discard(rabbit_queue.id)  # what editing the queue does
-        return await publishing
+        async def closed_under_the_first(
+            backend: RabbitMQBackend, messages: Sequence[OutgoingMessage]
+        ) -> list[PublishResult]:
+            if cut:
+                return await publish_batch(backend, messages)
+            cut.append(len(messages))
+            proxy.stall()
+            publishing = asyncio.create_task(publish_batch(backend, messages))
+            channel = await backend._channel()
+            while not channel.confirmations and not publishing.done():
+                await asyncio.sleep(0)  # until the batch waits for its confirms
+            closing = asyncio.create_task(platform.backends.discard(rabbit_queue.id))
+            await asyncio.sleep(0.2)
+            proxy.cut()  # the silent broker is gone: the close ends at once
+            proxy.restore()
+            await closing
+            return await publishing
 
-    monkeypatch.setattr(RabbitMQBackend, "publish_batch", closed_under_the_first)
-    caplog.set_level("INFO", logger="conveyor.links.relay")
-    options = RelayOptions(batch=200, backoff_base_s=0.01, backoff_max_s=0.05)
-    relay = Relay(platform.outbox, platform.queues, platform.backends, options)
-    task = asyncio.create_task(relay.run())
-    try:
-        deadline = time.monotonic() + 30
-        while (await platform.outbox.counts())["pending"] and time.monotonic() < deadline:
-            assert not task.done(), "the relay stopped"
-            await asyncio.sleep(0.05)
-    finally:
-        relay.stop()
-        await asyncio.wait_for(task, 10)
+        monkeypatch.setattr(RabbitMQBackend, "publish_batch", closed_under_the_first)
+        caplog.set_level("INFO", logger="conveyor.links.relay")
+        options = RelayOptions(batch=200, backoff_base_s=0.01, backoff_max_s=0.05)
+        relay = Relay(platform.outbox, platform.queues, platform.backends, options)
+        task = asyncio.create_task(relay.run())
+        try:
+            deadline = time.monotonic() + 30
+            while (await platform.outbox.counts())["pending"] and time.monotonic() < deadline:
+                assert not task.done(), "the relay stopped"
+                await asyncio.sleep(0.05)
+        finally:
+            relay.stop()
+            await asyncio.wait_for(task, 10)
     assert cut == [200]
     # That batch failed (how aiormq words a closed channel varies) and was retried.
     assert any("200 message(s)" in r.getMessage() for r in caplog.records)
