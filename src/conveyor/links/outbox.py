@@ -51,6 +51,19 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("row_id"), outbox.c.claimed_by == bindparam("relay"))
+    .values(
+        status=Status.SENT.value,
+        sent_at=bindparam("sent_ms"),
+        backend_id=bindparam("backend"),
+        claimed_until=None,
+        last_error=None,
+    )
+)
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     id: int
@@ -202,22 +215,14 @@ class OutboxStore:
         return sorted((OutboxRow.from_row(r) for r in rows), key=lambda r: r.id)
 
     async def mark_sent(self, relay_id: str, sent: Sequence[tuple[int, str]]) -> None:
-        """Rows accepted by their backend, with the backend's message ids."""
+        """Rows accepted by their backend, with the backend's message ids (pipelined: on
+        SQLite the updates ride with the COMMIT, one trip under the write lock)."""
         if not sent:
             return
-        statement = (
-            update(outbox)
-            .where(outbox.c.id == bindparam("row_id"), outbox.c.claimed_by == relay_id)
-            .values(
-                status=Status.SENT.value,
-                sent_at=self.clock(),
-                backend_id=bindparam("backend"),
-                claimed_until=None,
-                last_error=None,
-            )
-        )
+        now = self.clock()
+        params = [{"row_id": i, "backend": b, "relay": relay_id, "sent_ms": now} for i, b in sent]
         async with self.db.write() as conn:
-            await conn.execute(statement, [{"row_id": i, "backend": b} for i, b in sent])
+            await pipelined(conn, _MARK_SENT, params)
 
     async def release(self, relay_id: str, row_ids: Sequence[int]) -> None:
         """Give back leased rows this relay will not publish (it is stopping)."""
