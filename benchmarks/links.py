@@ -40,7 +40,6 @@ POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 WRITERS = 20
-ROUNDS = 5
 TABLE = {
     "fields": [
         {"name": "nome", "type": "text", "required": True},
@@ -160,7 +159,7 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-async def run_database(database: str, seconds: float) -> list[str]:
+async def run_database(database: str, seconds: float, rounds: int) -> list[str]:
     lines = []
     async with platform_on(database) as platform:
         names = {"plain": "bench_plain", "embedded": "bench_embedded", "rabbitmq": "bench_rabbit"}
@@ -183,9 +182,9 @@ async def run_database(database: str, seconds: float) -> list[str]:
         # Interleaved rounds, the median of each: the machine's drift over a run (other
         # load, the database file growing) then hits every variant alike.
         samples: dict[str, list[float]] = {label: [] for label in names}
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for label, table in names.items():
-                samples[label].append(await write_rate(platform, table, seconds / ROUNDS))
+                samples[label].append(await write_rate(platform, table, seconds / rounds))
                 await drain_outbox(platform)
         rates = {label: statistics.median(values) for label, values in samples.items()}
         for label, rate in rates.items():
@@ -209,17 +208,20 @@ async def run_database(database: str, seconds: float) -> list[str]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--seconds", type=float, default=5, help="per variant, in all")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="turns the variants take (more: steadier medians)"
+    )
     parser.add_argument(
         "--database", choices=["SQLite", "PostgreSQL"], action="append", help="default: both"
     )
     args = parser.parse_args()
     lines = []
     for database in args.database or ["SQLite", "PostgreSQL"]:
-        lines += await run_database(database, args.seconds)
+        lines += await run_database(database, args.seconds, args.rounds)
     print(
-        f"\n{WRITERS} concurrent writers, {args.seconds:g} s per variant in {ROUNDS} interleaved"
-        " rounds (median)"
+        f"\n{WRITERS} concurrent writers, {args.seconds:g} s per variant in {args.rounds}"
+        " interleaved rounds (median)"
         " (goal: link >= 0.7x no link; p99 <= 50 ms)\n"
     )
     print("\n".join(lines))
