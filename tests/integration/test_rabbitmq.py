@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,8 @@ import pytest
 
 from conveyor.exceptions import ConnectionFailed, PublishFailed
 from conveyor.queues.base import OutgoingMessage
-from conveyor.queues.rabbitmq import RabbitMQBackend, Timeouts
+from conveyor.queues.rabbitmq import RabbitMQBackend, Timeouts, wire
+from conveyor.queues.rabbitmq.batch import publish_confirmed
 from tests import rabbitmq
 from tests.contract.queue_contract import eventually, message, receive
 from tests.tcp_proxy import TcpProxy
@@ -134,12 +136,53 @@ async def test_a_batch_on_a_channel_closed_under_it_fails_at_once(make: Make) ->
     backend = await make()
     channel = await underlying_channel(backend)
     publishing = asyncio.create_task(backend.publish_batch([message(n) for n in range(50)]))
-    await asyncio.sleep(0)  # the batch is written, its confirms awaited
+    while not channel.confirmations:
+        await asyncio.sleep(0)  # until the batch is written and waits for its confirms
     await channel.close()
     started = time.monotonic()
     with pytest.raises(ConnectionFailed):
         await publishing
     assert time.monotonic() - started < 1  # not the 1.5 s operation timeout: no hang
+
+
+async def test_a_batch_that_never_went_out_gives_its_delivery_tags_back(make: Make) -> None:
+    """A batch that fails before its write (a header no AMQP table can hold) or is
+    cancelled while it waits for the channel leaves the channel as it found it: the
+    next publishes are confirmed, each by its own delivery tag."""
+    backend = await make()
+    await backend.publish_batch([message(0)])
+    channel = await underlying_channel(backend)
+    tag = channel.delivery_tag
+    unencodable = wire.Properties(message_id="bad", headers={"x": object()})
+    good = [(m.body, wire.outgoing(m)) for m in (message(1), message(2))]
+    with pytest.raises(TypeError):
+        await publish_confirmed(channel, backend.queue.name, [*good, (b"{}", unencodable)])
+    assert channel.delivery_tag == tag
+    assert not channel.confirmations and not channel.message_id_delivery_tag
+
+    async with channel.lock:  # another publish holds the channel
+        waiting = asyncio.create_task(backend.publish_batch([message(3)]))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+    assert channel.delivery_tag == tag
+
+    await backend.publish_batch([message(4), message(5)])
+    await backend.publish(message(6))
+    assert channel.delivery_tag == tag + 3
+    assert (await backend.stats()).ready == 4
+
+
+async def test_a_batch_needs_a_channel_that_raises_on_returns(make: Make) -> None:
+    backend = await make()
+    connection, _ = await raw_channel()
+    async with connection:
+        lenient = await connection.channel(publisher_confirms=True, on_return_raises=False)
+        underlay = await lenient.get_underlay_channel()
+        m = message()
+        with pytest.raises(aiormq.exceptions.ChannelInvalidStateError, match="raise on returns"):
+            await publish_confirmed(underlay, backend.queue.name, [(m.body, wire.outgoing(m))])
 
 
 async def test_a_silent_broker_fails_publishes_within_the_timeout(make: Make) -> None:

@@ -12,8 +12,9 @@ its ack for a message no queue took (`mandatory`); a channel that closes fails t
 
 It relies on the channel's bookkeeping (`lock`, `delivery_tag`, `confirmations`,
 `message_id_delivery_tag`, `write_queue`), which is why aiormq is pinned exactly;
-`tests/integration/test_rabbitmq.py` covers confirms, a return in a batch, a broker that
-goes silent and a channel closed under a batch.
+`tests/integration/test_rabbitmq.py` covers confirms, a return in a batch, batches that
+never went out (their delivery tags given back), a broker that goes silent and a channel
+closed under a batch.
 """
 
 from __future__ import annotations
@@ -38,15 +39,21 @@ async def publish_confirmed(
     channel: AbstractChannel, routing_key: str, messages: Sequence[Outgoing]
 ) -> None:
     """Publish `messages` to the default exchange (persistence is in their properties),
-    `mandatory`, and wait until RabbitMQ has confirmed every one; the first failure is
-    raised (aiormq's `PublishError` for a return, `DeliveryError` for a nack), after all
-    of them have been answered."""
+    `mandatory`, and wait until RabbitMQ has answered every one; the first failure is
+    then raised (aiormq's `PublishError` for a returned message, `DeliveryError` for a
+    nack). A failed batch may have queued some of its messages: whoever retries it sends
+    those again, with the same message ids.
+
+    The channel must confirm publishes and raise on returns (else a returned message
+    would count as published). Returns are matched by message id, as in aiormq: two
+    messages with one id in flight on a channel at once could see each other's return."""
     if not messages:
         return
     if not isinstance(channel, Channel):
         raise TypeError(f"an aiormq channel is needed, not {type(channel).__name__}")
-    if not channel.publisher_confirms:
-        raise ChannelInvalidStateError("the channel does not confirm publishes")
+    if not channel.publisher_confirms or not channel.on_return_raises:
+        raise ChannelInvalidStateError("the channel must confirm publishes and raise on returns")
+    ids = [_message_id(properties) for _, properties in messages]
     confirmations: list[asyncio.Future[Any]] = []
     async with channel.lock:
         if channel.is_closed:
@@ -55,13 +62,13 @@ async def publish_confirmed(
         publish = spec.Basic.Publish(exchange="", routing_key=routing_key, mandatory=True)
         frames: list[Any] = []
         try:
-            for body, properties in messages:
+            for (body, properties), message_id in zip(messages, ids, strict=True):
                 channel.delivery_tag += 1
                 confirmation = channel.create_future()
+                confirmations.append(confirmation)
                 channel.confirmations[channel.delivery_tag] = confirmation
                 # How aiormq finds the confirmation of a returned message.
-                channel.message_id_delivery_tag[_message_id(properties)] = channel.delivery_tag
-                confirmations.append(confirmation)
+                channel.message_id_delivery_tag[message_id] = channel.delivery_tag
                 frames += (publish, ContentHeader(properties=properties, body_size=len(body)))
                 frames += channel._split_body(body)
             await channel.write_queue.put(
