@@ -76,7 +76,7 @@ async def publish_confirmed(
             )
         except BaseException:
             # RabbitMQ has seen none of them: their delivery tags are free again.
-            _forget(channel, messages, first_tag)
+            _forget(channel, ids, first_tag)
             for tag in range(first_tag + 1, channel.delivery_tag + 1):
                 channel.confirmations.pop(tag, None)
             channel.delivery_tag = first_tag
@@ -86,7 +86,7 @@ async def publish_confirmed(
     try:
         outcomes = await asyncio.gather(*confirmations, return_exceptions=True)
     finally:
-        _forget(channel, messages, first_tag)
+        _forget(channel, ids, first_tag)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -98,11 +98,10 @@ def _message_id(properties: Properties) -> str:
     return properties.message_id
 
 
-def _forget(channel: Channel, messages: Sequence[Outgoing], first_tag: int) -> None:
+def _forget(channel: Channel, ids: Sequence[str], first_tag: int) -> None:
     """Drop the message id → delivery tag entries of this batch (those a later publish
     of the same id has not taken over)."""
     mapped = channel.message_id_delivery_tag
-    for tag, (_, properties) in enumerate(messages, start=first_tag + 1):
-        message_id = properties.message_id
-        if message_id is not None and mapped.get(message_id) == tag:
+    for tag, message_id in enumerate(ids, start=first_tag + 1):
+        if mapped.get(message_id) == tag:
             del mapped[message_id]
