@@ -7,11 +7,14 @@ matters because SQLite has one writer and a write holds the lock for all its tri
 PostgreSQL it runs at once. Either way it is part of the transaction: if it fails, the
 statement or COMMIT it rode with fails and nothing of the transaction is kept.
 
-On SQLite, inside a transaction, the statement is compiled once (per set of parameter
-names) and queued straight on the driver: SQLAlchemy's execution machinery (events,
-result objects, Python-side column defaults) is skipped, which is most of the cost of a
-statement that is merely queued. Statements on tables with Python-side defaults, and
-statements outside a transaction, take SQLAlchemy's path and run at once.
+Inside a transaction the statement is compiled once (per set of parameter names) and
+handed straight to the driver: SQLAlchemy's execution machinery (events, result objects,
+Python-side column defaults) is skipped, which is most of the event loop's cost of a
+small statement. On SQLite it is queued on our driver; on PostgreSQL it is sent on the
+asyncpg connection under SQLAlchemy's adapter (`_on_asyncpg`), and its errors are
+translated into SQLAlchemy's, as if it had gone through `conn.execute`. Statements on
+tables with Python-side defaults, and statements outside a transaction, take
+SQLAlchemy's path.
 
 Its rows, when it returns any, are there once the transaction has committed (as the
 driver gives them: plain tuples, without SQLAlchemy's type conversions).
@@ -28,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.util import greenlet_spawn
 
 from conveyor.db.sqlite_driver import OneHopConnection, Pipelined
 
@@ -38,38 +42,94 @@ async def pipelined(
     """Queue `statement` (with `parameters`: a dict, or a list of dicts) in `conn`'s
     transaction; the returned handle holds its rows once the transaction committed."""
     result = Pipelined()
-    driver = _driver(conn) if conn.dialect.name == "sqlite" else None
-    rows = parameters if isinstance(parameters, list) else [parameters or {}]
-    compiled = _Compiled.of(statement, tuple(rows[0]), conn.dialect) if driver and rows else None
-    if driver is not None and compiled is not None:
-        if isinstance(parameters, list):
-            driver.queue(compiled.sql, [compiled.bind(r) for r in rows], result, many=True)
-        else:
-            driver.queue(compiled.sql, compiled.bind(rows[0]), result, many=False)
-        return result
-    # PostgreSQL, or a statement only SQLAlchemy's execution does justice: run it now.
+    many = isinstance(parameters, list)
+    rows = parameters if many else [parameters or {}]
+    compiled = None
+    if rows and conn.in_transaction():
+        compiled = _Compiled.of(statement, tuple(rows[0]), conn.dialect)
+    if compiled is not None:
+        if (driver := _sqlite_driver(conn)) is not None:
+            bound = [compiled.bind(r) for r in rows] if many else compiled.bind(rows[0])
+            driver.queue(compiled.sql, bound, result, many=many)
+            return result
+        if (adapted := _asyncpg(conn)) is not None and not (many and compiled.returns_rows):
+            result.rows = await _on_asyncpg(conn, adapted, compiled, rows, many=many)
+            return result
+    # Outside a transaction, or a statement only SQLAlchemy's execution does justice.
     ran = await conn.execute(statement, parameters)
     result.rows = [tuple(row) for row in ran.all()] if ran.returns_rows else []
     return result
 
 
-def _driver(conn: AsyncConnection) -> OneHopConnection | None:
-    """Our SQLite driver's connection under `conn`, when a transaction is open on it."""
-    if not conn.in_transaction():
+def _sqlite_driver(conn: AsyncConnection) -> OneHopConnection | None:
+    """Our SQLite driver's connection under `conn`."""
+    if conn.dialect.name != "sqlite" or conn.sync_connection is None:
         return None
-    driver = conn.sync_connection.connection.dbapi_connection if conn.sync_connection else None
+    driver = conn.sync_connection.connection.dbapi_connection
     return driver if isinstance(driver, OneHopConnection) else None
 
 
+def _asyncpg(conn: AsyncConnection) -> Any:
+    """SQLAlchemy's adapter of the asyncpg connection under `conn`, if that is the driver.
+    `_on_asyncpg` relies on the adapter's attributes in SQLAlchemy 2.1 (pinned):
+    `_connection`, `_transaction`, `_start_transaction`, `_execute_mutex` and
+    `_handle_exception`."""
+    if conn.dialect.driver != "asyncpg" or conn.sync_connection is None:
+        return None
+    return conn.sync_connection.connection.dbapi_connection
+
+
+async def _on_asyncpg(
+    conn: AsyncConnection,
+    adapted: Any,
+    compiled: _Compiled,
+    rows: list[Mapping[str, Any]],
+    *,
+    many: bool,
+) -> list[Any]:
+    """Run the statement on the asyncpg connection of `conn`'s transaction; errors come
+    out as SQLAlchemy's, with a lost connection invalidated, as `conn.execute` does."""
+    bound = [compiled.bind(r) for r in rows]
+    try:
+        async with adapted._execute_mutex:
+            if adapted._transaction is None:  # begun at the first statement, as the adapter does
+                await adapted._start_transaction()
+            if many:
+                await adapted._connection.executemany(compiled.sql, bound)
+                return []
+            return [tuple(row) for row in await adapted._connection.fetch(compiled.sql, *bound[0])]
+    except Exception as error:
+        await greenlet_spawn(_raise_translated, conn, adapted, error, compiled.sql, bound)
+        raise  # not reached: _raise_translated always raises
+
+
+def _raise_translated(
+    conn: AsyncConnection, adapted: Any, error: Exception, sql: str, bound: list[Any]
+) -> None:
+    """Raise `error` as `conn.execute` would have: the adapter turns asyncpg's error into
+    its DBAPI class, then SQLAlchemy wraps it (IntegrityError, OperationalError, ...)
+    and invalidates the connection when it is gone. Runs in a greenlet, which that
+    invalidation may need to close the connection."""
+    assert conn.sync_connection is not None
+    try:
+        adapted._handle_exception(error)
+    except Exception as dbapi_error:
+        conn.sync_connection._handle_dbapi_exception(
+            dbapi_error, sql, bound if len(bound) > 1 else bound[0], None, None
+        )
+
+
 class _Compiled:
-    """A statement compiled for SQLite's positional parameters, with the bind
+    """A statement compiled for its dialect's positional parameters, with the bind
     processors of its parameters' types."""
 
-    __slots__ = ("compiled", "names", "processors", "sql")
+    __slots__ = ("compiled", "names", "processors", "returns_rows", "sql")
 
     def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
         self.compiled = compiled
         self.sql = compiled.string
+        dml = compiled.isinsert or compiled.isupdate or compiled.isdelete
+        self.returns_rows = bool(compiled.returning) or not dml
         self.names: Sequence[str] = compiled.positiontup or ()
         processors: dict[str, Callable[[Any], Any] | None] = {}
         for name in set(self.names):
@@ -81,14 +141,16 @@ class _Compiled:
     @functools.lru_cache(maxsize=256)
     def of(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> _Compiled | None:
         """`statement` compiled for parameters named `keys`; None when only SQLAlchemy's
-        execution does it justice (a table with Python-side column defaults)."""
+        execution does it justice (a table with Python-side column defaults, a dialect
+        whose parameters are not positional)."""
         if isinstance(statement, UpdateBase) and isinstance(statement.table, Table):
             columns = statement.table.columns
             if any(c.default is not None or c.onupdate is not None for c in columns):
                 return None
         if not isinstance(statement, ClauseElement):
             return None
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        # As for many rows: no RETURNING of the primary key unless the statement asks.
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
         assert isinstance(compiled, SQLCompiler)
         if compiled.positiontup is None:
             return None
