@@ -320,6 +320,7 @@ async def test_a_stopping_relay_gives_back_the_rows_it_was_handed(
     """Rows handed over but not yet published are released, not left leased for 30 s."""
     await link(platform, rabbit_queue, events=["create"])
     relay = platform.relay
+    relay.options = RelayOptions(max_publishing=1)  # the others wait for the first batch
     publish_rows = relay._publish_rows
     publishing, resume = asyncio.Event(), asyncio.Event()
 
@@ -341,6 +342,38 @@ async def test_a_stopping_relay_gives_back_the_rows_it_was_handed(
     free = await platform.outbox.claim("another", limit=10, lease_ms=1000)
     assert sorted(r.id for r in free) == sorted(r.id for r in pending)
     assert len(await drain_broker(rabbit_queue.name, 1)) == 1
+
+
+@pytest.mark.rabbitmq
+async def test_a_batch_waiting_for_the_broker_does_not_hold_back_the_next_ones(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one batch of hand-offs waits for its confirms, later ones go out; a later
+    change of a record in that batch still waits for it (order per record)."""
+    await link(platform, rabbit_queue, events=["create", "update"])
+    relay = platform.relay
+    publish_rows = relay._publish_rows
+    first, resume = asyncio.Event(), asyncio.Event()
+
+    async def first_held(rows: list[OutboxRow]) -> list[tuple[int, str]]:
+        if not first.is_set():
+            first.set()
+            await resume.wait()
+        return await publish_rows(rows)
+
+    monkeypatch.setattr(relay, "_publish_rows", first_held)
+    await write(platform, "create", {"id": 0, "v": 1})
+    await asyncio.wait_for(first.wait(), 5)  # record 0's create is held
+    await write(platform, "update", {"id": 0, "v": 2}, {"id": 0, "v": 1})
+    for n in range(1, 4):
+        await write(platform, "create", {"id": n, "v": 1})
+    early = await drain_broker(rabbit_queue.name, 3)
+    assert sorted(orjson.loads(m.body)["record"]["id"] for m in early) == [1, 2, 3]
+    resume.set()
+    late = [orjson.loads(m.body) for m in await drain_broker(rabbit_queue.name, 2)]
+    assert [(b["event"], b["record"]["v"]) for b in late] == [("create", 1), ("update", 2)]
+    assert len(await sent_rows(platform, 5)) == 5
+    assert (await platform.outbox.counts())["pending"] == 0
 
 
 @pytest.mark.rabbitmq

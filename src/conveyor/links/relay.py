@@ -9,11 +9,13 @@ which consumers deduplicate on.
 The fast path: a write in a process whose relay is running inserts its outbox row
 already leased to that relay (unless an earlier row of the same record is still
 pending) and hands it over after the commit, so the relay publishes it without a claim
-query. Marking rows sent runs beside the publishing, in the background: one transaction
-for every row published since the last, at most every `mark_interval_s` (on SQLite each
-commit holds the one write lock the record writes need). Everything else (rows written
-while no relay ran here, rows waiting behind an earlier one, retries, rows of a relay
-that died) goes through the claim.
+query. Batches of hand-offs go out without waiting for the confirms of the one before
+(up to `max_publishing` at once), so a broker slow to confirm (syncing its disk) does
+not hold back the messages after it. Marking rows sent runs beside the publishing, in
+the background: one transaction for every row published since the last, at most every
+`mark_interval_s` (on SQLite each commit holds the one write lock the record writes
+need). Everything else (rows written while no relay ran here, rows waiting behind an
+earlier one, retries, rows of a relay that died) goes through the claim.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class RelayOptions:
     handoff_linger_s: float = 0.03
     #: Published hand-offs are marked sent in one transaction at most this often.
     mark_interval_s: float = 0.05
+    #: Batches of hand-offs published at once: while one waits for the broker's
+    #: confirms (a broker syncing its disk can take tens of ms), the next goes out.
+    #: Safe for order: a row is handed over only when no other row of its record is
+    #: pending, so two batches in flight never hold changes of one record.
+    max_publishing: int = 4
 
 
 class Relay:
@@ -89,6 +96,8 @@ class Relay:
         self._marking: asyncio.Task[None] | None = None
         #: Mark what is left now, without waiting for the interval.
         self._mark_now = asyncio.Event()
+        #: Batches of hand-offs being published (`_publish_handoffs`).
+        self._publishing: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """Outbox rows are waiting for a claim: look now rather than at the next poll."""
@@ -159,12 +168,26 @@ class Relay:
                         await self._wake.wait()
         finally:
             self._running = False
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                for publishing in self._publishing:
+                    publishing.cancel()
+            await asyncio.gather(*self._publishing, return_exceptions=True)
             await self._marked()
             await self._release_handoffs()
             self._stopping = False  # stopped: it may run again
 
     async def _publish_handoffs(self) -> None:
-        if self._handoffs and len(self._handoffs) < self.options.batch:
+        """Start publishing a batch of hand-offs, once fewer than `max_publishing` are
+        out; returns without waiting for the broker."""
+        if not self._handoffs:
+            return
+        limit = max(1, self.options.max_publishing)
+        while len(self._publishing) >= limit:  # a finished one leaves the set at once
+            await asyncio.wait(self._publishing, return_when=asyncio.FIRST_COMPLETED)
+        if self._stopping:
+            return  # what is left is given back (`_release_handoffs`)
+        if len(self._handoffs) < self.options.batch:
             # Writes under way now may be about to hand over rows too: those of all the
             # writes that ran together go in one batch, one publish (and one wait for
             # the broker's confirms) for them all. Under a stream of writes this is what
@@ -176,12 +199,29 @@ class Relay:
             self._handoffs[: self.options.batch],
             self._handoffs[self.options.batch :],
         )
-        if rows:
+        task = asyncio.create_task(self._publish_handed_off(rows))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish_handed_off(self, rows: list[OutboxRow]) -> None:
+        """Publish one batch of hand-offs, then have them marked sent. A batch that fails
+        here stays leased to this relay and is sent again when its lease ends."""
+        try:
             sent = await self._publish_rows(rows)
-            if sent:
-                self._unmarked.extend(sent)
-                if self._marking is None or self._marking.done():
-                    self._marking = asyncio.create_task(self._keep_marking())
+        except Exception:
+            log.warning("outbox relay: publishing %d row(s) failed", len(rows), exc_info=True)
+            return
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # A driver cancelled a future of ours (a connection closed under a publish).
+            log.warning("outbox relay: a publish was cancelled", exc_info=True)
+            return
+        if sent:
+            self._unmarked.extend(sent)
+            if self._marking is None or self._marking.done():
+                self._marking = asyncio.create_task(self._keep_marking())
 
     async def _keep_marking(self) -> None:
         """Mark the published hand-offs sent: at once, then whatever was published
