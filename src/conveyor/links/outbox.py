@@ -135,7 +135,7 @@ class OutboxStore:
             params = {f"m_{k}": v for k, v in message.items()} | {
                 f"o_{k}": v for k, v in row.items()
             }
-            await conn.execute(statement, params)
+            await pipelined(conn, statement, params)
             return
         await pipelined(conn, _INSERT_MESSAGE, message)
         await pipelined(conn, _insert_after_message(tuple(row)), row)
