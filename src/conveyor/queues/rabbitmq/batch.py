@@ -27,6 +27,7 @@ from aiormq import Channel
 from aiormq.abc import AbstractChannel, ChannelFrame
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands as spec
+from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 
 from conveyor.queues.rabbitmq.wire import Properties
@@ -59,8 +60,12 @@ async def publish_confirmed(
         if channel.is_closed:
             raise ChannelInvalidStateError("channel closed")
         first_tag = channel.delivery_tag
-        publish = spec.Basic.Publish(exchange="", routing_key=routing_key, mandatory=True)
-        frames: list[Any] = []
+        number = channel.number
+        # The same method frame for every message: encoded once.
+        publish = marshal(
+            spec.Basic.Publish(exchange="", routing_key=routing_key, mandatory=True), number
+        )
+        wire: list[bytes] = []
         try:
             for (body, properties), message_id in zip(messages, ids, strict=True):
                 channel.delivery_tag += 1
@@ -69,11 +74,12 @@ async def publish_confirmed(
                 channel.confirmations[channel.delivery_tag] = confirmation
                 # How aiormq finds the confirmation of a returned message.
                 channel.message_id_delivery_tag[message_id] = channel.delivery_tag
-                frames += (publish, ContentHeader(properties=properties, body_size=len(body)))
-                frames += channel._split_body(body)
-            await channel.write_queue.put(
-                ChannelFrame.marshall(channel_number=channel.number, frames=frames)
-            )
+                wire += (
+                    publish,
+                    marshal(ContentHeader(body_size=len(body), properties=properties), number),
+                )
+                wire += (marshal(chunk, number) for chunk in channel._split_body(body))
+            await channel.write_queue.put(ChannelFrame(payload=b"".join(wire), should_close=False))
         except BaseException:
             # RabbitMQ has seen none of them: their delivery tags are free again.
             _forget(channel, ids, first_tag)
