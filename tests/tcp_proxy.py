@@ -10,7 +10,8 @@ class TcpProxy:
     """Forwards 127.0.0.1:`port` to an upstream address.
 
     `cut()` resets every open connection and every new one until `restore()`;
-    `stall()` keeps connections open but forwards nothing (a silent network).
+    `stall()` keeps connections open but forwards nothing (a silent network);
+    `delay_s` holds every chunk that long before forwarding it (a slow network).
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -20,6 +21,7 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
         self.forwarding = True
+        self.delay_s = 0.0
         self.port = 0
 
     async def __aenter__(self) -> TcpProxy:
@@ -73,6 +75,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 if self.forwarding:
                     writer.write(data)
                     await writer.drain()

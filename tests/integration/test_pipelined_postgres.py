@@ -4,7 +4,9 @@ errors, a lost connection invalidated)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -24,12 +26,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from conveyor.db import Database, pipelined
 from conveyor.db.types import UTCDateTime, utcnow
 from tests import services
 from tests.conftest import postgres_schema
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -135,6 +138,25 @@ async def test_many_rows_in_one_statement_and_with_returning(
     assert await values(db) == ["A", "b", "C", "d", "e"]
 
 
+async def test_rows_returned_in_parameter_order_take_sqlalchemys_path(db: Database) -> None:
+    # Compiled for many rows, such an INSERT is a template SQLAlchemy rewrites.
+    statement = insert(T).returning(T.c.v, sort_by_parameter_order=True)
+    async with db.write() as conn:
+        one = await pipelined(conn, statement, {"v": "a"})
+        many = await pipelined(conn, statement, [{"v": "b"}, {"v": "c"}])
+    assert (one.rows, many.rows) == ([("a",)], [("b",), ("c",)])
+
+
+async def test_a_value_its_type_refuses_is_a_statement_error(db: Database) -> None:
+    async def naive_time() -> None:
+        async with db.write() as conn:
+            await pipelined(conn, insert(T), {"v": "a", "at": datetime(2026, 1, 1)})
+
+    with pytest.raises(StatementError, match="cannot bind"):
+        await naive_time()
+    assert await values(db) == []
+
+
 async def test_python_side_defaults_take_sqlalchemys_path(db: Database) -> None:
     async with db.write() as conn:
         await pipelined(conn, insert(DEFAULTED), {})
@@ -195,3 +217,37 @@ async def test_a_lost_connection_is_invalidated_and_the_next_transaction_gets_a_
         assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() not in killed
         await pipelined(conn, insert(T), {"v": "next"})
     assert await values(db) == ["next"]
+
+
+async def test_a_write_cancelled_while_its_begin_is_answered_leaves_no_connection_behind() -> None:
+    """Cancelled with BEGIN on its way, the connection may be in a transaction the driver
+    does not know of: it must not go back to the pool (the next write there would run
+    in that transaction and never commit)."""
+    async with postgres_schema() as schema, TcpProxy("127.0.0.1", 5432) as proxy:
+        url = services.POSTGRES_URL.replace(":5432/", f":{proxy.port}/")
+        db = Database(url, schema=schema, pool_size=1)
+        try:
+            async with db.write() as conn:
+                await conn.run_sync(metadata.create_all)
+
+            async def first() -> None:
+                async with db.write() as conn:
+                    await pipelined(conn, insert(T), {"v": "cancelled"})
+
+            proxy.delay_s = 0.3
+            write = asyncio.create_task(first())
+            await asyncio.sleep(0.1)  # BEGIN is on its way; its answer comes later
+            write.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await write
+            proxy.delay_s = 0
+            async with db.write() as conn:
+                await pipelined(conn, insert(T), {"v": "next"})
+            other = await asyncpg.connect(services.POSTGRES_URL)
+            try:
+                seen = await other.fetch(f'SELECT v FROM "{schema}".t')
+            finally:
+                await other.close()
+            assert [row["v"] for row in seen] == ["next"]
+        finally:
+            await db.engine.dispose()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Dialect, Executable, Table
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -49,8 +50,8 @@ async def pipelined(
         compiled = _Compiled.of(statement, tuple(rows[0]), conn.dialect)
     if compiled is not None:
         if (driver := _sqlite_driver(conn)) is not None:
-            bound = [compiled.bind(r) for r in rows] if many else compiled.bind(rows[0])
-            driver.queue(compiled.sql, bound, result, many=many)
+            bound = _bound(compiled, rows)
+            driver.queue(compiled.sql, bound if many else bound[0], result, many=many)
             return result
         if (adapted := _asyncpg(conn)) is not None and not (many and compiled.returns_rows):
             result.rows = await _on_asyncpg(conn, adapted, compiled, rows, many=many)
@@ -88,8 +89,12 @@ async def _on_asyncpg(
     many: bool,
 ) -> list[Any]:
     """Run the statement on the asyncpg connection of `conn`'s transaction; errors come
-    out as SQLAlchemy's, with a lost connection invalidated, as `conn.execute` does."""
-    bound = [compiled.bind(r) for r in rows]
+    out as SQLAlchemy's, with a lost connection invalidated, as `conn.execute` does.
+    Cancelled (or interrupted) half-way, the connection is in an unknown state (BEGIN
+    may have reached the server without the adapter knowing): it is invalidated, so the
+    pool never hands it out again, as `conn.execute` does."""
+    assert conn.sync_connection is not None
+    bound = _bound(compiled, rows)
     try:
         async with adapted._execute_mutex:
             if adapted._transaction is None:  # begun at the first statement, as the adapter does
@@ -101,6 +106,21 @@ async def _on_asyncpg(
     except Exception as error:
         await greenlet_spawn(_raise_translated, conn, adapted, error, compiled.sql, bound)
         raise  # not reached: _raise_translated always raises
+    except BaseException as exit_error:
+        # Outside a greenlet the adapter closes the connection at once, without I/O.
+        conn.sync_connection.invalidate(exit_error)
+        raise
+
+
+def _bound(compiled: _Compiled, rows: list[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The rows' parameters, positional and through their types' bind processors; a
+    value the processors refuse is a StatementError, as with `conn.execute`."""
+    try:
+        return [compiled.bind(r) for r in rows]
+    except Exception as exc:
+        raise StatementError(
+            f"cannot bind the parameters: {exc!r}", compiled.sql, rows, exc
+        ) from exc
 
 
 def _raise_translated(
@@ -142,7 +162,8 @@ class _Compiled:
     def of(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> _Compiled | None:
         """`statement` compiled for parameters named `keys`; None when only SQLAlchemy's
         execution does it justice (a table with Python-side column defaults, a dialect
-        whose parameters are not positional)."""
+        whose parameters are not positional, an INSERT whose rows must come back in
+        parameter order)."""
         if isinstance(statement, UpdateBase) and isinstance(statement.table, Table):
             columns = statement.table.columns
             if any(c.default is not None or c.onupdate is not None for c in columns):
@@ -154,6 +175,9 @@ class _Compiled:
         assert isinstance(compiled, SQLCompiler)
         if compiled.positiontup is None:
             return None
+        imv = compiled._insertmanyvalues
+        if imv is not None and (imv.sort_by_parameter_order or imv.num_sentinel_columns):
+            return None  # a template that SQLAlchemy's execution rewrites before sending
         return _Compiled(compiled, dialect)
 
     def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
