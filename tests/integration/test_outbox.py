@@ -14,6 +14,7 @@ import aio_pika
 import orjson
 import pytest
 
+import conveyor.platform as platform_module
 from conveyor.config import Settings
 from conveyor.exceptions import BackendError, BadRequest
 from conveyor.links.model import LinkSpec
@@ -325,8 +326,9 @@ async def test_a_stopping_relay_gives_back_the_rows_it_was_handed(
     publishing, resume = asyncio.Event(), asyncio.Event()
 
     async def held(rows: list[OutboxRow]) -> list[tuple[int, str]]:
-        publishing.set()
-        await resume.wait()
+        if rows:  # a claim that found nothing publishes no rows
+            publishing.set()
+            await resume.wait()
         return await publish_rows(rows)
 
     monkeypatch.setattr(relay, "_publish_rows", held)
@@ -345,6 +347,44 @@ async def test_a_stopping_relay_gives_back_the_rows_it_was_handed(
 
 
 @pytest.mark.rabbitmq
+async def test_a_relay_stop_that_times_out_still_gives_back_the_rows_it_was_handed(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop's timeout cuts short a batch slow to be confirmed; the rows handed over
+    meanwhile are released all the same, and the relay can run again."""
+    monkeypatch.setattr(platform_module, "RELAY_STOP_TIMEOUT_S", 0.5)
+    await link(platform, rabbit_queue, events=["create"])
+    relay = platform.relay
+    publish_rows = relay._publish_rows
+    held = asyncio.Event()
+
+    async def slow(rows: list[OutboxRow]) -> list[tuple[int, str]]:
+        if rows and not held.is_set():  # a claim that found nothing publishes no rows
+            held.set()
+            await asyncio.sleep(30)  # a broker slow to confirm
+        return await publish_rows(rows)
+
+    monkeypatch.setattr(relay, "_publish_rows", slow)
+    await write(platform, "create", {"id": 0})
+    await asyncio.wait_for(held.wait(), 5)
+    async with platform.db.write() as conn:  # leased before the stop, committed after it
+        await platform.link_hook(conn, TABLE, "create", {"id": 1}, None)
+        stopping = asyncio.create_task(platform.stop_relay())
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(stopping, 5)
+    free = await platform.outbox.claim("another", limit=10, lease_ms=1)
+    assert [r.record_id for r in free] == ["1"]  # row 0 stays leased: it may have gone out
+    await asyncio.sleep(0.01)  # that lease ends
+    task = asyncio.create_task(relay.run())
+    try:
+        [message] = await drain_broker(rabbit_queue.name, 1)
+        assert orjson.loads(message.body)["record"]["id"] == 1
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.rabbitmq
 async def test_a_batch_waiting_for_the_broker_does_not_hold_back_the_next_ones(
     platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -356,7 +396,7 @@ async def test_a_batch_waiting_for_the_broker_does_not_hold_back_the_next_ones(
     first, resume = asyncio.Event(), asyncio.Event()
 
     async def first_held(rows: list[OutboxRow]) -> list[tuple[int, str]]:
-        if not first.is_set():
+        if rows and not first.is_set():  # a claim that found nothing publishes no rows
             first.set()
             await resume.wait()
         return await publish_rows(rows)

@@ -124,7 +124,7 @@ class Relay:
         self._wake.set()
 
     def stop(self) -> None:
-        """Finish the batch at hand, then return from `run` (cancelling a relay in the
+        """Finish the batches at hand, then return from `run` (cancelling a relay in the
         middle of a database call would leave the connection in an unknown state)."""
         self._stopping = True
         self._wake.set()
@@ -168,14 +168,28 @@ class Relay:
                         await self._wake.wait()
         finally:
             self._running = False
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                for publishing in self._publishing:
-                    publishing.cancel()
-            await asyncio.gather(*self._publishing, return_exceptions=True)
+            cancelled = await self._end_publishing()
             await self._marked()
             await self._release_handoffs()
             self._stopping = False  # stopped: it may run again
+        if cancelled:
+            raise asyncio.CancelledError  # it came while the batches at hand finished
+
+    async def _end_publishing(self) -> bool:
+        """Let the batches being published finish; cancelled (the relay is, or comes to
+        be while waiting), cut them short. True when the cancellation came here."""
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            for publishing in self._publishing:
+                publishing.cancel()
+        try:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+        except asyncio.CancelledError:
+            for publishing in self._publishing:
+                publishing.cancel()
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+            return True
+        return False
 
     async def _publish_handoffs(self) -> None:
         """Start publishing a batch of hand-offs, once fewer than `max_publishing` are
