@@ -153,11 +153,8 @@ class Relay:
                 except Exception:
                     log.warning("outbox relay failed; retrying", exc_info=True)
                 except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if task is None or task.cancelling():
+                    if not _cancelled_by_a_driver():
                         raise  # the relay itself is being cancelled
-                    # A driver cancelled a future of ours (a connection closed under a
-                    # publish): that is a failed batch, not the end of the relay.
                     log.warning("outbox relay: a publish was cancelled; retrying", exc_info=True)
                 if busy >= self.options.batch:
                     self._claim_wanted = True  # more is waiting
@@ -226,10 +223,8 @@ class Relay:
             log.warning("outbox relay: publishing %d row(s) failed", len(rows), exc_info=True)
             return
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
+            if not _cancelled_by_a_driver():
                 raise
-            # A driver cancelled a future of ours (a connection closed under a publish).
             log.warning("outbox relay: a publish was cancelled", exc_info=True)
             return
         if sent:
@@ -343,3 +338,11 @@ class Relay:
             self.options.backoff_max_s, self.options.backoff_base_s * 2 ** min(attempts, 30)
         )
         return int(random.uniform(ceiling / 2, ceiling) * 1000)  # noqa: S311 - jitter, not crypto
+
+
+def _cancelled_by_a_driver() -> bool:
+    """A CancelledError caught here came from a driver cancelling a future of ours (a
+    connection closed under a publish: a failed batch), not from this task being
+    cancelled."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
