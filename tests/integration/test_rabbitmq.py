@@ -138,16 +138,19 @@ async def test_a_batch_to_a_silent_broker_fails_within_the_timeout(make: Make) -
 
 
 async def test_a_batch_on_a_channel_closed_under_it_fails_at_once(make: Make) -> None:
-    backend = await make()
-    channel = await underlying_channel(backend)
-    publishing = asyncio.create_task(backend.publish_batch([message(n) for n in range(50)]))
-    while not channel.confirmations:
-        await asyncio.sleep(0)  # until the batch is written and waits for its confirms
-    await channel.close()
-    started = time.monotonic()
-    with pytest.raises(ConnectionFailed):
-        await publishing
-    assert time.monotonic() - started < 1  # not the 1.5 s operation timeout: no hang
+    # The broker silent first: else it may confirm the whole batch before the close.
+    async with TcpProxy(UPSTREAM.hostname or "127.0.0.1", UPSTREAM.port or 5672) as proxy:
+        backend = await make(url=f"amqp://127.0.0.1:{proxy.port}/", timeouts=QUICK)
+        channel = await underlying_channel(backend)
+        proxy.stall()
+        publishing = asyncio.create_task(backend.publish_batch([message(n) for n in range(50)]))
+        while not channel.confirmations:
+            await asyncio.sleep(0)  # until the batch is written and waits for its confirms
+        proxy.cut()  # the connection, and the channel with it, closes under the batch
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed):
+            await publishing
+        assert time.monotonic() - started < 1  # not the 1.5 s operation timeout: no hang
 
 
 async def test_a_batch_that_never_went_out_gives_its_delivery_tags_back(make: Make) -> None:
