@@ -416,6 +416,24 @@ async def test_a_batch_waiting_for_the_broker_does_not_hold_back_the_next_ones(
     assert (await platform.outbox.counts())["pending"] == 0
 
 
+async def test_a_retry_leaves_a_row_being_published_to_its_relay(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying a row a relay holds (its lease running) does not let another claim it:
+    it would be sent twice."""
+    await platform.stop_relay()
+    queue = await platform.queues.create({"name": "far", "type": "rabbitmq", "url": "amqp://x/"})
+    await link(platform, queue, events=["create"])
+    await write(platform, "create", {"id": 1})
+    (held,) = await platform.outbox.claim("first", limit=10, lease_ms=60_000)
+    await platform.outbox.retry(held.id)
+    assert await platform.outbox.claim("second", limit=10, lease_ms=60_000) == []
+    later = platform.outbox.clock() + 61_000
+    monkeypatch.setattr(platform.outbox, "clock", lambda: later)  # the lease has ended
+    (again,) = await platform.outbox.claim("second", limit=10, lease_ms=60_000)
+    assert again.id == held.id
+
+
 @pytest.mark.rabbitmq
 async def test_several_relays_send_each_row_once(platform: Platform, rabbit_queue: Queue) -> None:
     await platform.stop_relay()

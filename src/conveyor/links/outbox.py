@@ -283,13 +283,19 @@ class OutboxStore:
             )
 
     async def retry(self, row_id: int) -> OutboxRow:
-        """Send a failed (or waiting) row again as soon as possible."""
+        """Send a failed (or waiting) row again as soon as possible. A row a relay holds
+        right now (its lease running: it is being published) keeps its lease, or a
+        second relay could claim it and send it twice."""
+        now = self.clock()
+        running = and_(outbox.c.claimed_until.is_not(None), outbox.c.claimed_until >= now)
         async with self.db.write() as conn:
             result = await conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row_id, outbox.c.status != Status.SENT.value)
                 .values(
-                    status=Status.PENDING.value, next_attempt_at=self.clock(), claimed_until=None
+                    status=Status.PENDING.value,
+                    next_attempt_at=now,
+                    claimed_until=case((running, outbox.c.claimed_until), else_=None),
                 )
             )
             if not result.rowcount:
