@@ -18,13 +18,15 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     column,
     insert,
     select,
     table,
     text,
+    update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from conveyor.db import Database, pipelined
 from conveyor.db.sqlite_driver import BEGIN_WRITE, OneHopConnection, Pipelined, _execute_after
@@ -182,6 +184,27 @@ async def test_pipelined_statements_keep_column_types_and_python_defaults(db: Da
     async with db.read() as conn:
         rows = (await conn.execute(select(typed.c.doc, typed.c.kind).order_by("id"))).all()
     assert rows == [({"a": [1, 2]}, "plain"), (None, "given")]
+
+
+async def test_pipelined_statements_bind_the_values_they_hold_and_refuse_a_missing_one(
+    db: Database,
+) -> None:
+    stamps = iter(["first", "second"])
+    stamped = (
+        update(T)
+        .where(T.c.id == bindparam("row_id"))
+        .values(v=bindparam("stamp", callable_=lambda: next(stamps)))
+    )
+    async with db.write() as conn:
+        await pipelined(conn, insert(T).values(v="held"))
+        await pipelined(conn, insert(T).values(v="other"))
+        await pipelined(conn, stamped, [{"row_id": 1}, {"row_id": 2}])  # a value per row
+    async with db.read() as conn:
+        rows = (await conn.execute(select(T.c.id, T.c.v).order_by(T.c.id))).all()
+    assert rows == [(1, "first"), (2, "second")]
+    with pytest.raises(StatementError, match="A value is required for bind parameter 'row_id'"):
+        async with db.write() as conn:
+            await pipelined(conn, update(T).where(T.c.id == bindparam("row_id")).values(v="x"))
 
 
 async def test_writers_take_turns_and_a_failed_or_abandoned_one_gives_its_turn_back(
