@@ -1,9 +1,12 @@
 """SQS publish throughput: our backend vs raw aiobotocore, and the batch endpoint vs singles.
 
-Against the SQS-compatible server at CONVEYOR_TEST_SQS_ENDPOINT (a moto_server is started
-on a free port when it is unset). Each measurement publishes to a fresh, empty queue
-(moto slows down as a queue fills up, so a shared queue would favour whoever goes
-first); rounds alternate ours and the peer in the same run; the table shows the median.
+Against the SQS-compatible server at CONVEYOR_TEST_SQS_ENDPOINT; when it is unset, a
+moto_server is started on a free port, without its count of the queue's messages on
+every send (`moto_uncounted.py`: that count makes each send cost time in proportion to
+the queue's length, which SQS does not, and which swamps what batching saves;
+`--moto-as-is` keeps it). Each measurement publishes to a fresh, empty queue (moto slows
+down as a queue fills up, so a shared queue would favour whoever goes first); rounds
+alternate ours and the peer in the same run; the table shows the median.
 
 1. Backend: `SQSBackend.publish` vs `client.send_message` with the same body and the
    same message attributes, one at a time and 20 in flight; `publish_batch(100)` vs
@@ -59,7 +62,7 @@ Setup = Callable[[str], AsyncIterator[Callable[[int], Awaitable[None]]]]
 
 
 @contextmanager
-def sqs_endpoint() -> Iterator[str]:
+def sqs_endpoint(*, moto_as_is: bool) -> Iterator[str]:
     endpoint = os.environ.get("CONVEYOR_TEST_SQS_ENDPOINT")
     if endpoint:
         yield endpoint.rstrip("/")
@@ -67,9 +70,12 @@ def sqs_endpoint() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    binary = Path(sys.executable).with_name("moto_server")
+    if moto_as_is:
+        command = [str(Path(sys.executable).with_name("moto_server"))]
+    else:  # without moto's count of the queue's messages on every send
+        command = [sys.executable, str(Path(__file__).with_name("moto_uncounted.py"))]
     process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        [*command, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -274,10 +280,21 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=300, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--moto-as-is",
+        action="store_true",
+        help="moto_server unchanged: each send counts the queue's messages (moto_uncounted.py)",
+    )
     args = parser.parse_args()
-    with sqs_endpoint() as endpoint:
+    with sqs_endpoint(moto_as_is=args.moto_as_is) as endpoint:
         rows = await measure(endpoint, args.rounds, args.messages)
-    print(f"\nSQS publish, messages/s, median of {args.rounds} rounds of {args.messages}")
+    if os.environ.get("CONVEYOR_TEST_SQS_ENDPOINT"):
+        server = os.environ["CONVEYOR_TEST_SQS_ENDPOINT"]
+    elif args.moto_as_is:
+        server = "moto_server as is"
+    else:
+        server = "moto_server without its message count on every send (moto_uncounted.py)"
+    print(f"\nSQS publish, messages/s, median of {args.rounds} rounds of {args.messages}; {server}")
     print(f"{'mode':<52} {'ours':>8} {'peer':>8} {'ours/peer':>10}")
     for label, ours, peer in rows:
         print(f"{label:<52} {ours:>8.0f} {peer:>8.0f} {ours / peer:>9.2f}x")
