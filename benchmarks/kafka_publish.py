@@ -12,7 +12,8 @@ each measurement alternates ours and the peer in rounds, and the table shows the
 2. many in flight: N concurrent `backend.publish` vs N `produce` + one `flush` (a
    blocking loop), and vs the raw client used from N asyncio tasks (a future per
    message, delivery reports served by a thread: what any asyncio program needs);
-3. batches of 100: `backend.publish_batch` vs 100 `produce` + `flush`.
+3. batches of 100: `backend.publish_batch` vs 100 `produce` + `flush`, and vs the raw
+   client from asyncio (100 `produce`, one future set when the last is reported).
 
 Run: `.venv/bin/python benchmarks/kafka_publish.py [--count N] [--rounds R]`
 """
@@ -139,10 +140,11 @@ async def rows(bootstrap: str, rounds: int, count: int) -> list[tuple[str, float
     async def raw_many(n: int) -> None:
         raw_send(n)
 
-    def raw_in_tasks(*, all_at_once: bool) -> Run:
-        """The raw client as an asyncio program would use it: a future per message,
-        delivery reports served by a thread (the least any bridge does); the messages
-        all at once (a task each) or one at a time."""
+    def raw_in_tasks(*, size: int, all_at_once: bool = False) -> Run:
+        """The raw client as an asyncio program would use it: a future per group of
+        `size` messages, set once the last of them is reported, delivery reports served
+        by a thread (the least any bridge does); the groups all at once (a task each)
+        or one after another."""
 
         async def run(n: int) -> None:
             loop = asyncio.get_running_loop()
@@ -152,24 +154,33 @@ async def rows(bootstrap: str, rounds: int, count: int) -> list[tuple[str, float
                 while not done.is_set():
                     raw.poll(0.05)
 
-            async def one() -> None:
+            async def group(count: int) -> None:
                 future = loop.create_future()
-                m = message()
+                pending = [count]
+                errors: list[Any] = []
 
                 def report(error: Any, record: Any) -> None:
-                    loop.call_soon_threadsafe(future.set_result, error)
+                    if error is not None:
+                        errors.append(error)
+                    pending[0] -= 1
+                    if not pending[0]:
+                        loop.call_soon_threadsafe(future.set_result, None)
 
-                raw.produce(name, m.body, headers=outgoing_headers(m), on_delivery=report)
-                _check(await future, None)
+                for _ in range(count):
+                    m = message()
+                    raw.produce(name, m.body, headers=outgoing_headers(m), on_delivery=report)
+                await future
+                _check(errors[0] if errors else None, None)
 
+            sizes = [min(size, n - start) for start in range(0, n, size)]
             thread = threading.Thread(target=serve)
             thread.start()
             try:
                 if all_at_once:
-                    await asyncio.gather(*(one() for _ in range(n)))
+                    await asyncio.gather(*(group(count) for count in sizes))
                 else:
-                    for _ in range(n):
-                        await one()
+                    for count in sizes:
+                        await group(count)
             finally:
                 done.set()
                 thread.join()
@@ -189,14 +200,18 @@ async def rows(bootstrap: str, rounds: int, count: int) -> list[tuple[str, float
             ("one at a time", *await compare(rounds, count // 10, ours_one, raw_one)),
             (
                 "one at a time, raw in tasks",
-                *await compare(rounds, count // 10, ours_one, raw_in_tasks(all_at_once=False)),
+                *await compare(rounds, count // 10, ours_one, raw_in_tasks(size=1)),
             ),
             (f"{count} in flight", *await compare(rounds, count, ours_many, raw_many)),
             (
                 f"{count} in flight, raw in tasks",
-                *await compare(rounds, count, ours_many, raw_in_tasks(all_at_once=True)),
+                *await compare(rounds, count, ours_many, raw_in_tasks(size=1, all_at_once=True)),
             ),
             ("batches of 100", *await compare(rounds, count, ours_batch, raw_batch)),
+            (
+                "batches of 100, raw in tasks",
+                *await compare(rounds, count, ours_batch, raw_in_tasks(size=100)),
+            ),
         ]
     finally:
         await backend.close()
