@@ -150,10 +150,9 @@ class _Compiled:
     The plan does what `construct_params` and the processors do, at a fraction of the
     cost (it knows the parameter names in advance)."""
 
-    __slots__ = ("compiled", "plan", "returns_rows", "sql")
+    __slots__ = ("plan", "returns_rows", "sql")
 
     def __init__(self, compiled: SQLCompiler, dialect: Dialect, keys: Sequence[str]) -> None:
-        self.compiled = compiled
         self.sql = compiled.string
         dml = compiled.isinsert or compiled.isupdate or compiled.isdelete
         self.returns_rows = bool(compiled.returning) or not dml
