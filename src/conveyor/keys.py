@@ -15,7 +15,8 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -122,9 +123,17 @@ def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
 class KeyStore:
     """Creates, lists, revokes and authenticates API keys."""
 
-    def __init__(self, db: Database, *, cache_ttl_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cache_ttl_s: float = 2.0,
+        cache_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
-        self._cache: TTLCache[str, _Cached | None] = TTLCache(maxsize=10_000, ttl=cache_ttl_s)
+        self._cache: TTLCache[str, _Cached | None] = TTLCache(
+            maxsize=10_000, ttl=cache_ttl_s, timer=cache_clock
+        )
         self._cache_enabled = cache_ttl_s > 0
         self._loading: dict[str, asyncio.Future[_Cached | None]] = {}
         self._used: dict[str, datetime] = {}
@@ -199,8 +208,11 @@ class KeyStore:
         return cached.key
 
     async def _lookup(self, keyid: str) -> _Cached | None:
-        if self._cache_enabled and keyid in self._cache:
-            return self._cache[keyid]
+        if self._cache_enabled:
+            try:  # one lookup, not `in` then `[]`: an entry can expire between the two
+                return self._cache[keyid]
+            except KeyError:
+                pass
         # Concurrent misses for one key share a single query; the shared task is
         # shielded so that a cancelled request does not cancel the others' lookup.
         task = self._loading.get(keyid)

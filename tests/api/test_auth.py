@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 
 import httpx
@@ -8,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from conveyor.db.tables import api_keys
+from conveyor.keys import KeyStore
 from conveyor.platform import Platform
 from tests.conftest import bearer
 
@@ -154,3 +156,16 @@ async def test_keys_in_urls_never_reach_the_access_log(
     lines = [r.getMessage() for r in caplog.records if r.name == "conveyor.access"]
     assert len(lines) == 2
     assert all(token not in line and "cvk_" not in line for line in lines)
+
+
+async def test_a_key_whose_cache_entry_expires_during_the_lookup_still_authenticates(
+    platform: Platform,
+) -> None:
+    """Under load, a cached key could expire between `in` and `[]`: a KeyError, a 500."""
+    ticks = itertools.count()
+    # Every reading of the cache's clock moves it 0.3 of the TTL on: the second lookup
+    # after each load finds the entry alive at one reading and expired at the next.
+    store = KeyStore(platform.db, cache_ttl_s=1.0, cache_clock=lambda: next(ticks) * 0.3)
+    key, token = await store.create("ci", ["publish"])
+    for _ in range(12):
+        assert (await store.authenticate(token)).id == key.id
