@@ -6,6 +6,10 @@
    turns over several rounds and each reports its median.
 2. Latency: at half the maximum linked write rate, the time from a write's commit to
    its message arriving at a consumer reading RabbitMQ with aio-pika (p50/p99).
+3. The same three tables written through the HTTP API, as users write records: a
+   server process (uvicorn, the app with its relay, as `conveyor serve` runs it) driven
+   by wrk with 20 connections, the variants taking turns; each reports its median
+   (`--no-http` skips this; it needs wrk).
 
 Needs RabbitMQ (CONVEYOR_TEST_RABBITMQ_URL, default amqp://guest:guest@127.0.0.1:5672/)
 and PostgreSQL (CONVEYOR_TEST_POSTGRES_URL).
@@ -17,17 +21,22 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import asyncpg
+import httpx
 import orjson
 import uvloop
+from publish_api import free_port as free_tcp_port
+from publish_api import serve, wrk
 
 from conveyor.config import Settings
 from conveyor.heap import freeze_start_up
@@ -40,6 +49,7 @@ POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 WRITERS = 20
+HERE = Path(__file__).parent
 TABLE = {
     "fields": [
         {"name": "nome", "type": "text", "required": True},
@@ -50,7 +60,7 @@ TABLE = {
 
 
 @asynccontextmanager
-async def platform_on(database: str) -> AsyncIterator[Platform]:
+async def platform_on(database: str, *, relay: bool = True) -> AsyncIterator[Platform]:
     with tempfile.TemporaryDirectory() as tmp:
         overrides: dict[str, Any] = {"data_dir": tmp, "secret_key": "bench"}
         schema = None
@@ -64,7 +74,7 @@ async def platform_on(database: str) -> AsyncIterator[Platform]:
             overrides |= {"database_url": POSTGRES_URL, "database_schema": schema}
         platform = Platform(Settings(_env_file=None, **overrides).resolved())  # type: ignore[call-arg]
         await platform.migrate()
-        await platform.open()
+        await platform.open(relay=relay)
         freeze_start_up()  # as `conveyor serve` does once it has started
         try:
             yield platform
@@ -163,20 +173,7 @@ def percentile(values: list[float], p: float) -> float:
 async def run_database(database: str, seconds: float, rounds: int) -> list[str]:
     lines = []
     async with platform_on(database) as platform:
-        names = {"plain": "bench_plain", "embedded": "bench_embedded", "rabbitmq": "bench_rabbit"}
-        for name in names.values():
-            await platform.storage.tables.create({"name": name, **TABLE})
-        embedded = await platform.queues.create(
-            {"name": f"bench-emb-{secrets.token_hex(3)}", "type": "embedded"}
-        )
-        rabbit_name = f"bench-links-{secrets.token_hex(3)}"
-        rabbit_id = await rabbit_queue(platform, rabbit_name)
-        await platform.links.put(
-            names["embedded"], embedded.id, LinkSpec.parse(names["embedded"], {})
-        )
-        await platform.links.put(
-            names["rabbitmq"], rabbit_id, LinkSpec.parse(names["rabbitmq"], {})
-        )
+        names, rabbit_name = await linked_tables(platform)
         for table in names.values():
             await write_rate(platform, table, 1)  # warm up
             await drain_outbox(platform)
@@ -207,11 +204,92 @@ async def run_database(database: str, seconds: float, rounds: int) -> list[str]:
             f"{database:10} {'commit -> RabbitMQ consumer':34} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
             f"  (at {half:.0f} writes/s, {len(samples)} messages)"
         )
-        connection = await aio_pika.connect(RABBITMQ_URL)
-        channel = await connection.channel()
-        for queue, _ in Topology(rabbit_name).queues():  # with its .dlq and delay queues
-            await channel.queue_delete(queue)
-        await connection.close()
+        await delete_rabbit_queue(rabbit_name)
+    return lines
+
+
+async def linked_tables(platform: Platform) -> tuple[dict[str, str], str]:
+    """Three tables: no link, a link to an embedded queue, a link to a RabbitMQ queue;
+    their names by variant, and the RabbitMQ queue's name."""
+    names = {"plain": "bench_plain", "embedded": "bench_embedded", "rabbitmq": "bench_rabbit"}
+    for name in names.values():
+        await platform.storage.tables.create({"name": name, **TABLE})
+    embedded = await platform.queues.create(
+        {"name": f"bench-emb-{secrets.token_hex(3)}", "type": "embedded"}
+    )
+    rabbit_name = f"bench-links-{secrets.token_hex(3)}"
+    rabbit_id = await rabbit_queue(platform, rabbit_name)
+    await platform.links.put(names["embedded"], embedded.id, LinkSpec.parse(names["embedded"], {}))
+    await platform.links.put(names["rabbitmq"], rabbit_id, LinkSpec.parse(names["rabbitmq"], {}))
+    return names, rabbit_name
+
+
+async def delete_rabbit_queue(name: str) -> None:
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    channel = await connection.channel()
+    for queue, _ in Topology(name).queues():  # with its .dlq and delay queues
+        await channel.queue_delete(queue)
+    await connection.close()
+
+
+async def pending(client: httpx.AsyncClient) -> int:
+    counts = (await client.get("/api/v1/zstorage/outbox?limit=1")).json()["counts"]
+    return int(counts["pending"])
+
+
+async def run_http(database: str, seconds: float, rounds: int) -> list[str]:
+    """Record creates through the HTTP API, with wrk, on a server process of our app."""
+    async with platform_on(database, relay=False) as platform:
+        names, rabbit_name = await linked_tables(platform)
+        _, token = await platform.keys.create("bench", ["admin"])
+        settings = platform.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")} | {
+            "PYTHONPATH": str(HERE),
+            "CONVEYOR_DATABASE_URL": settings.database_url,
+            "CONVEYOR_DATA_DIR": str(settings.data_dir),
+            "CONVEYOR_SECRET_KEY": "bench",
+        }
+        if settings.database_schema:
+            env["CONVEYOR_DATABASE_SCHEMA"] = settings.database_schema
+        port = free_tcp_port()
+        server = await asyncio.to_thread(serve, env, port)
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        body = orjson.dumps({"nome": "Ana Silva", "idade": 30, "email": "ana@example.com"})
+        per_turn = max(2, round(seconds / rounds))  # whole seconds, for wrk
+
+        async def drive(table: str, duration_s: int) -> tuple[float, float, str]:
+            url = f"{base}/api/v1/zstorage/tables/{table}/records"
+            result = await asyncio.to_thread(
+                wrk, url, duration_s=duration_s, headers=headers, body=body.decode(),
+                connections=WRITERS,
+            )  # fmt: skip
+            # The publishing of these writes counts too (as in the writes above).
+            async with httpx.AsyncClient(base_url=base, headers=headers) as client:
+                while await pending(client):  # noqa: ASYNC110 - polling the server
+                    await asyncio.sleep(0.2)
+            return result.rps, result.p99_ms, result.errors
+
+        try:
+            for table in names.values():
+                await drive(table, 1)  # warm up
+            samples: dict[str, list[tuple[float, float, str]]] = {label: [] for label in names}
+            for _ in range(rounds):
+                for label, table in names.items():
+                    samples[label].append(await drive(table, per_turn))
+        finally:
+            server.terminate()
+            await asyncio.to_thread(server.wait)
+            await delete_rabbit_queue(rabbit_name)
+    medians = {label: sorted(runs)[len(runs) // 2] for label, runs in samples.items()}
+    lines = []
+    for label, (rate, p99, errors) in medians.items():
+        what = f"HTTP writes, link to {label}" if label != "plain" else "HTTP writes, no link"
+        bad = f"  errors: {errors}" if errors != "-" else ""
+        lines.append(
+            f"{database:10} {what:34} {rate:9.0f}/s  {rate / medians['plain'][0]:5.2f}x"
+            f"  request p99 {p99:5.1f} ms{bad}"
+        )
     return lines
 
 
@@ -224,10 +302,16 @@ async def main() -> None:
     parser.add_argument(
         "--database", choices=["SQLite", "PostgreSQL"], action="append", help="default: both"
     )
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP API rows")
     args = parser.parse_args()
+    http = not args.no_http
+    if http and shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for the HTTP rows: apt-get install wrk (or --no-http)")
     lines = []
     for database in args.database or ["SQLite", "PostgreSQL"]:
         lines += await run_database(database, args.seconds, args.rounds)
+        if http:
+            lines += await run_http(database, args.seconds, args.rounds)
     print(
         f"\n{WRITERS} concurrent writers, {args.seconds:g} s per variant in {args.rounds}"
         " interleaved rounds (median); loop CPU: the event loop's thread, per write,"

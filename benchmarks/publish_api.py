@@ -56,7 +56,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wrk(url: str, *, duration_s: int, headers: dict[str, str], body: str | None) -> Result:
+def wrk(
+    url: str,
+    *,
+    duration_s: int,
+    headers: dict[str, str],
+    body: str | None,
+    connections: int = 50,
+) -> Result:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     lines = [f'wrk.method = "{"POST" if body else "GET"}"']
     if body:
@@ -64,7 +71,7 @@ def wrk(url: str, *, duration_s: int, headers: dict[str, str], body: str | None)
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     script.write_text("\n".join(lines))
     out = subprocess.run(
-        ["wrk", "-t2", "-c50", f"-d{duration_s}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
