@@ -35,8 +35,7 @@ import asyncpg
 import httpx
 import orjson
 import uvloop
-from publish_api import free_port as free_tcp_port
-from publish_api import serve, wrk
+from publish_api import free_port, serve, wrk
 
 from conveyor.config import Settings
 from conveyor.heap import freeze_start_up
@@ -251,7 +250,7 @@ async def run_http(database: str, seconds: float, rounds: int) -> list[str]:
         }
         if settings.database_schema:
             env["CONVEYOR_DATABASE_SCHEMA"] = settings.database_schema
-        port = free_tcp_port()
+        port = free_port()
         server = await asyncio.to_thread(serve, env, port)
         base = f"http://127.0.0.1:{port}"
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
