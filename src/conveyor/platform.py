@@ -127,6 +127,7 @@ class Platform:
             await self.activity.flush()
         except Exception:
             log.warning("could not record the last publish times at shutdown", exc_info=True)
+        await self.storage.close()
         await self.backends.close()
         await self.embedded.close()
         await self.db.close()

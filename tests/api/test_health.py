@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import httpx
+from asgi_lifespan import LifespanManager
 
 from conveyor.api import create_app
 from conveyor.config import Settings
@@ -52,6 +53,6 @@ async def test_an_app_that_owns_its_platform_opens_it_then_says_it_started(
     app = create_app(
         platform, owns_platform=True, started=lambda: seen.append(len(platform._tasks))
     )
-    async with app.router.lifespan_context(app):
+    async with LifespanManager(app):
         assert len(seen) == 1 and seen[0] > 0
     assert platform._tasks == []  # closed with the app

@@ -15,6 +15,7 @@ from conveyor.links.model import LinkSpec
 from conveyor.links.outbox import Status
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
+from conveyor.storage.creates import WRITER_NAME
 from tests import rabbitmq
 from tests.worker.helpers import eventually
 
@@ -22,16 +23,20 @@ pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
 
 class Hops:
-    """The name of each function aiosqlite runs on a connection's thread for the task
-    that called `count` (the relay's hops, in tasks of its own, are not the write's)."""
+    """The name of each function aiosqlite runs on a connection's thread for the tasks
+    that write batches of record creates, once `count` was called (the relay's hops, in
+    tasks of its own, are not the write's)."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
-        self.task: asyncio.Task[Any] | None = None
+        self.counting = False
 
     def count(self) -> None:
         self.seen.clear()
-        self.task = asyncio.current_task()
+        self.counting = True
+
+    def counts(self, task: asyncio.Task[Any] | None) -> bool:
+        return self.counting and task is not None and task.get_name() == WRITER_NAME
 
 
 @pytest.fixture
@@ -40,7 +45,7 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Hops:
     original = aiosqlite.Connection._execute
 
     async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if asyncio.current_task() is recorder.task:
+        if recorder.counts(asyncio.current_task()):
             recorder.seen.append(getattr(fn, "__name__", repr(fn)))
         return await original(self, fn, *args, **kwargs)
 
@@ -88,12 +93,9 @@ async def test_a_linked_write_makes_as_many_hops_as_an_unlinked_one(
             await platform.links.put(name, queue.id, LinkSpec.parse(name, {}))
 
     plain = await hops_per_write(platform, hops, "plain")
-    assert plain == ["_execute_after", "_commit_after"]  # BEGIN + INSERT, then COMMIT
+    assert plain == ["run_queued", "_commit_after"]  # BEGIN + INSERT, then COMMIT
     # The link's rows (message + sent outbox row; leased outbox row) go with the COMMIT.
-    assert await hops_per_write(platform, hops, "to_embedded") == [
-        "_execute_after",
-        "_commit_after",
-    ]
-    assert await hops_per_write(platform, hops, "to_rabbit") == ["_execute_after", "_commit_after"]
+    assert await hops_per_write(platform, hops, "to_embedded") == ["run_queued", "_commit_after"]
+    assert await hops_per_write(platform, hops, "to_rabbit") == ["run_queued", "_commit_after"]
     await eventually(_nothing_pending(platform), timeout_s=10, what="the outbox settled")
     assert (await platform.outbox.counts())[Status.SENT.value] == 4

@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp
 
 from conveyor import __version__
 from conveyor.api import errors
+from conveyor.api.lane import Lane
 from conveyor.api.middleware import Gateway
 from conveyor.api.routes import health, keys, links, publish, queues, storage, workers
 from conveyor.config import Settings
@@ -23,9 +25,20 @@ def create_app(
     *,
     owns_platform: bool = False,
     started: Callable[[], None] | None = None,
-) -> FastAPI:
+) -> ASGIApp:
     """The HTTP app over `platform`; with `owns_platform`, its lifespan opens and closes it
-    (and calls `started` once it is open)."""
+    (and calls `started` once it is open). Every request passes the gateway (limits, the
+    access log), then the express lane of the hot routes, then FastAPI."""
+    return Gateway(Lane(create_api(platform, owns_platform=owns_platform, started=started)))
+
+
+def create_api(
+    platform: Platform,
+    *,
+    owns_platform: bool = False,
+    started: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The FastAPI app: every route, the back-office, the API reference."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,10 +73,9 @@ def create_app(
         return RedirectResponse("/admin/", status_code=307)
 
     app.mount("/admin", create_web_app(platform))
-    app.add_middleware(Gateway)
     return app
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> ASGIApp:
     """The factory `conveyor serve` hands to uvicorn (once per worker process)."""
     return create_app(Platform(Settings.load()), owns_platform=True, started=freeze_start_up)

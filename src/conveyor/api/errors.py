@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -93,11 +94,29 @@ async def _unexpected(_: Request, error: Exception) -> Response:
     return error_response(500, "internal_error", "internal error; the server log has details")
 
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+#: Each exception class with its handler; the handler of the nearest class in an
+#: error's MRO applies (as in Starlette's exception middleware).
+HANDLERS: dict[type[Exception], Handler] = {
+    exc.ConveyorError: _conveyor_error,
+    RequestValidationError: _validation_error,
+    HTTPException: _http_error,
+    OperationalError: _database_unavailable,
+    InterfaceError: _database_unavailable,
+    PoolTimeout: _database_unavailable,
+    ConnectionError: _database_unavailable,
+    ClientDisconnect: _client_gone,
+    Exception: _unexpected,
+}
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(exc.ConveyorError, _conveyor_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    for db_error in (OperationalError, InterfaceError, PoolTimeout, ConnectionError):
-        app.add_exception_handler(db_error, _database_unavailable)
-    app.add_exception_handler(ClientDisconnect, _client_gone)
-    app.add_exception_handler(Exception, _unexpected)
+    for error_class, handler in HANDLERS.items():
+        app.add_exception_handler(error_class, handler)
+
+
+async def respond(request: Request, error: Exception) -> Response:
+    """The answer to `error` raised by an endpoint, for callers outside FastAPI."""
+    handler = next(HANDLERS[c] for c in type(error).__mro__ if c in HANDLERS)
+    return await handler(request, error)

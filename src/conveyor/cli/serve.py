@@ -9,6 +9,7 @@ import typer
 import uvicorn
 from sqlalchemy import make_url
 
+from conveyor import logs
 from conveyor.cli.common import load_settings, out, run
 from conveyor.config import Settings
 from conveyor.db.migrate import MigrationResult
@@ -80,9 +81,16 @@ def _report_migration(settings: Settings, result: MigrationResult) -> None:
 
 
 def _log_config(level: str) -> dict[str, Any]:
+    logs.lean()
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["conveyor"] = {"()": "conveyor.logs.ServerFormatter"}
+    config["handlers"]["conveyor"] = {
+        "formatter": "conveyor",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
     config["loggers"]["conveyor"] = {
-        "handlers": ["default"],
+        "handlers": ["conveyor"],
         "level": level.upper(),
         "propagate": False,
     }

@@ -34,7 +34,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.util import greenlet_spawn
 
-from conveyor.db.sqlite_driver import OneHopConnection, Pipelined
+from conveyor.db.sqlite_driver import OneHopConnection, Pipelined, run_queued
 
 #: How a statement's parameter at one position gets its value: the key of the value
 #: among the parameters (None: the statement's own), the parameter, its bind processor.
@@ -42,11 +42,17 @@ _Position = tuple[str | None, BindParameter[Any], Callable[[Any], Any] | None]
 
 
 async def pipelined(
-    conn: AsyncConnection, statement: Executable, parameters: Any = None
+    conn: AsyncConnection,
+    statement: Executable,
+    parameters: Any = None,
+    *,
+    may_conflict: bool = False,
 ) -> Pipelined:
     """Queue `statement` (with `parameters`: a dict, or a list of dicts) in `conn`'s
-    transaction; the returned handle holds its rows once the transaction committed."""
-    result = Pipelined()
+    transaction; the returned handle holds its rows once the transaction committed.
+    On SQLite, a statement that `may_conflict` and breaks a constraint fails alone, its
+    error kept on the handle (see `Pipelined`); elsewhere the error is raised."""
+    result = Pipelined(may_conflict=may_conflict)
     many = isinstance(parameters, list)
     rows = parameters if many else [parameters or {}]
     compiled = None
@@ -64,6 +70,25 @@ async def pipelined(
     ran = await conn.execute(statement, parameters)
     result.rows = [tuple(row) for row in ran.all()] if ran.returns_rows else []
     return result
+
+
+async def flush(conn: AsyncConnection) -> None:
+    """Run the statements queued on `conn` now (SQLite), so that their rows are there
+    before the commit; elsewhere they ran already."""
+    if (driver := _sqlite_driver(conn)) is not None:
+        async with driver._execute_mutex:
+            queued = driver.take_pipeline()
+            if not queued:
+                return
+            try:
+                await driver.hop(run_queued, queued)
+            except Exception as error:
+                # As the statements' own execution would raise it (SQLAlchemy's class).
+                operation, parameters, _, _ = queued[-1]
+                await greenlet_spawn(
+                    _raise_translated, conn, driver, error, operation, [parameters]
+                )
+                raise  # not reached: _raise_translated always raises
 
 
 def _sqlite_driver(conn: AsyncConnection) -> OneHopConnection | None:

@@ -47,12 +47,17 @@ BEGIN_WRITE = "BEGIN IMMEDIATE"
 
 
 class Pipelined:
-    """A statement queued on a connection; `rows` once it has run (on its thread)."""
+    """A statement queued on a connection; `rows` once it has run (on its thread).
 
-    __slots__ = ("rows",)
+    A statement queued `may_conflict` that breaks a constraint fails alone: SQLite undoes
+    that statement only, the transaction goes on, and the error is kept in `error`."""
 
-    def __init__(self) -> None:
+    __slots__ = ("error", "may_conflict", "rows")
+
+    def __init__(self, *, may_conflict: bool = False) -> None:
         self.rows: list[Any] | None = None
+        self.error: sqlite3.IntegrityError | None = None
+        self.may_conflict = may_conflict
 
 
 #: (operation, parameters, many, result)
@@ -159,14 +164,20 @@ def _run(conn: sqlite3.Connection, writer: _Turn, queued: Sequence[_Queued]) -> 
             continue
         if operation == BEGIN_WRITE:
             writer.acquire(conn)
-        result.rows = _execute(conn, operation, parameters)[1]
+        if not result.may_conflict:
+            result.rows = _execute(conn, operation, parameters)[1]
+            continue
+        try:
+            result.rows = _execute(conn, operation, parameters)[1]
+        except sqlite3.IntegrityError as error:
+            result.error = error
 
 
 # What runs on a connection's thread: the queued statements, then one action; then the
 # writer's turn is given back if the transaction is over (also when a statement failed).
 
 
-def _run_queued(conn: sqlite3.Connection, writer: _Turn, queued: Sequence[_Queued]) -> None:
+def run_queued(conn: sqlite3.Connection, writer: _Turn, queued: Sequence[_Queued]) -> None:
     try:
         _run(conn, writer, queued)
     finally:
@@ -297,7 +308,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def cursor(self, server_side: bool = False) -> Any:
         if server_side and self._pipeline:
             # A server-side cursor is aiosqlite's own: run what is queued before it.
-            self._hop(_run_queued, self.take_pipeline())
+            self._hop(run_queued, self.take_pipeline())
         return super().cursor(server_side)
 
     async def hop(self, function: Callable[..., T], *args: Any) -> T:

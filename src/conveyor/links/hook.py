@@ -74,6 +74,12 @@ class LinkHook:
         if waiting:
             await self._leave_for_relay(conn, waiting)
 
+    async def shares_transaction(self, conn: AsyncConnection, table: VersionedTable) -> bool:
+        """Creates in `table` may share a transaction unless a link publishes before the
+        commit (`sync`): a shared transaction that fails would leave its messages out."""
+        links = await self._links.for_write(conn, table)
+        return not any(link.mode is LinkMode.SYNC and "create" in link.events for link in links)
+
     async def _leave_for_relay(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Outbox mode: leased to this process's relay and handed over after the commit
         when it can take them; otherwise left for a claim, and the relay woken."""

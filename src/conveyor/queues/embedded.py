@@ -12,13 +12,14 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, Select, and_, case, delete, func, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.db import Database, after_commit
+from conveyor.db import Database, after_commit, bulk
 from conveyor.db.tables import messages
 from conveyor.exceptions import BackendError, BadRequest
+from conveyor.group_commit import GroupCommit
 from conveyor.queues import base
 from conveyor.queues.base import (
     CheckResult,
@@ -29,10 +30,24 @@ from conveyor.queues.base import (
     PublishResult,
     QueueStats,
 )
-from conveyor.queues.group_commit import GroupCommit
 from conveyor.queues.model import Queue
 
 READY, DEAD = "ready", "dead"
+_INSERT = bulk.Spec(
+    messages,
+    names=(
+        "queue_id",
+        "message_id",
+        "payload",
+        "headers",
+        "ordering_key",
+        "state",
+        "attempt",
+        "published_at",
+        "visible_at",
+    ),
+    returning=("id",),
+)
 #: How often an idle receiver looks again when nothing wakes it sooner.
 POLL_INTERVAL_S = 0.1
 LEASE_EXPIRED_ERROR = "the lease expired on every attempt (did the worker crash?)"
@@ -59,13 +74,13 @@ class EmbeddedStore:
         return EmbeddedBackend(queue, self)
 
     async def _insert(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        statement = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
         async with self.db.write() as conn:
-            result = await conn.execute(statement, list(rows))
-            ids = list(result.scalars())
+            inserted = await bulk.insert(conn, _INSERT, rows)
         for queue_id in {row["queue_id"] for row in rows}:
             self.event(queue_id).set()
-        return ids
+        stored = inserted.rows()
+        assert None not in stored, "an insert without a guard stores every row"
+        return [row[0] for row in stored if row is not None]
 
     async def insert(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         try:

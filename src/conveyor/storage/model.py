@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -12,7 +13,8 @@ import sqlalchemy as sa
 from conveyor.exceptions import FieldNotFound
 from conveyor.storage.fields import Field, FieldType
 from conveyor.storage.rules import CompiledRule
-from conveyor.storage.schema import record_table
+from conveyor.storage.schema import SEARCH_COLUMN, record_table
+from conveyor.storage.values import to_json
 
 #: The system fields, described like user fields so that filters and sorting treat
 #: them alike.
@@ -62,6 +64,19 @@ class TableDef:
     def sql(self) -> sa.Table:
         """The SQL table, for queries (the DDL lives in `schema`)."""
         return record_table(self)
+
+    @cached_property
+    def stored(self) -> tuple[sa.Column[Any], ...]:
+        """The columns a record is read from (not the search column PostgreSQL derives)."""
+        return tuple(c for c in self.sql.c if c.name != SEARCH_COLUMN)
+
+    def record(self, row: Mapping[str, Any] | sa.RowMapping) -> dict[str, Any]:
+        """A stored row as the API returns it: system fields first, JSON-ready values."""
+        return {
+            name: to_json(field, row.get(name))
+            for name, field in self.queryable.items()
+            if name != SEARCH_COLUMN
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {

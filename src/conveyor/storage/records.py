@@ -22,16 +22,14 @@ from conveyor.db.types import utcnow
 from conveyor.exceptions import PayloadTooLarge, RecordNotFound, ValidationError
 from conveyor.storage import integrity, pages
 from conveyor.storage.catalog import Catalog
+from conveyor.storage.creates import Creates
 from conveyor.storage.model import TableDef
 from conveyor.storage.query import parse
-from conveyor.storage.schema import SEARCH_COLUMN
 from conveyor.storage.validate import Checked, check, check_or_raise, invalid, references
-from conveyor.storage.values import to_json
 
 MAX_BULK = 1000
 #: Reads retried while a definition change lands under them (see `Records._read`).
 READ_ATTEMPTS = 5
-MAX_CACHED_STATEMENTS = 512
 T = TypeVar("T")
 Event = Literal["create", "update", "delete"]
 Record = dict[str, Any]
@@ -43,12 +41,8 @@ WriteHook = Callable[
 
 
 def serialize(table: TableDef, row: Mapping[str, Any] | sa.RowMapping) -> Record:
-    """A stored row as the API returns it: system fields first, JSON-ready values."""
-    return {
-        name: to_json(field, row.get(name))
-        for name, field in table.queryable.items()
-        if name != SEARCH_COLUMN
-    }
+    """A stored row as the API returns it (see `TableDef.record`)."""
+    return table.record(row)
 
 
 class Records:
@@ -58,7 +52,14 @@ class Records:
         self.db = db
         self.catalog = catalog
         self.hooks: list[WriteHook] = []
-        self._statements: dict[tuple[str, int, tuple[str, ...]], Any] = {}
+        self._creates = Creates(db, self.hooks, self._created)
+
+    async def close(self) -> None:
+        """Stop batching creates (those waiting for a commit fail)."""
+        await self._creates.close()
+
+    async def _created(self, conn: AsyncConnection, table: TableDef, record: Record) -> None:
+        await self.on_write(conn, table, "create", record, None)
 
     @asynccontextmanager
     async def _transaction(self, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
@@ -90,22 +91,16 @@ class Records:
     async def create(
         self, table_name: str, data: object, *, conn: AsyncConnection | None = None
     ) -> Record:
-        # SQLite only: there one write lock orders everything. On PostgreSQL the INSERT
-        # would lock the table before the catalogue row, the reverse of a definition
-        # change, and the two could deadlock.
-        fast = conn is None and self.db.dialect == "sqlite"
-        cached = self.catalog.cached(table_name) if fast else None
-        checked, problems = check(cached, data) if cached else (None, [])
-        if cached and checked and not problems and not references(cached, checked.values):
-            try:
-                async with self.db.write() as own:
-                    record = await self._create_if_current(own, cached, checked)
-                    if record is not None:
-                        return record
-            except (ProgrammingError, OperationalError):
-                # The cached definition names a column or table that is gone (another
-                # process changed it); the long way below reloads it.
-                pass
+        # Checked against the cached definition, a create joins the next batch
+        # (`conveyor.storage.creates`), which stores it only if that definition is
+        # still current; otherwise, or inside a caller's transaction, the long way.
+        cached = self.catalog.cached(table_name) if conn is None else None
+        if cached is not None:
+            checked, problems = check(cached, data)
+            if checked is not None and not problems and self._batchable(cached, checked):
+                record = await self._creates.create(cached, checked)
+                if record is not None:
+                    return record
         async with self._writing(table_name, conn) as (conn, table):
             checked = check_or_raise(table, data)
             await self._check_references(conn, table, [(None, checked)])
@@ -117,49 +112,10 @@ class Records:
             await self.on_write(conn, table, "create", record, None)
             return record
 
-    async def _create_if_current(
-        self, conn: AsyncConnection, table: TableDef, checked: Checked
-    ) -> Record | None:
-        """Create with a cached definition, in one statement that also checks it is still
-        current; None when it is not.
-
-        The hot path saves the catalogue round trip this way:
-        INSERT ... SELECT <values> WHERE EXISTS (the table at the cached version).
-        """
-        values = _stamped(checked.values)
-        statement = self._insert_if_current(table, tuple(values))
-        params = {f"v_{name}": value for name, value in values.items()}
-        params |= {"current_id": table.id, "current_version": table.version}
-        with integrity.translated(table):
-            result = await conn.execute(statement, params)
-            row = result.mappings().first()
-        if row is None:
-            return None
-        record = serialize(table, row)
-        await self.on_write(conn, table, "create", record, None)
-        return record
-
-    def _insert_if_current(self, table: TableDef, names: tuple[str, ...]) -> Any:
-        """The statement of `_create_if_current`, built once per table version and set of
-        fields (building it costs more than running it, and a write builds it while it
-        holds SQLite's write lock)."""
-        key = (table.id, table.version, names)
-        statement = self._statements.get(key)
-        if statement is None:
-            if len(self._statements) >= MAX_CACHED_STATEMENTS:
-                self._statements.clear()
-            current = sa.select(storage_tables.c.id).where(
-                storage_tables.c.id == sa.bindparam("current_id"),
-                storage_tables.c.version == sa.bindparam("current_version"),
-            )
-            source = sa.select(
-                *(sa.bindparam(f"v_{name}", type_=table.sql.c[name].type) for name in names)
-            ).where(current.exists())
-            statement = (
-                sa.insert(table.sql).from_select(list(names), source).returning(*_columns(table))
-            )
-            self._statements[key] = statement
-        return statement
+    def _batchable(self, table: TableDef, checked: Checked) -> bool:
+        """PostgreSQL fails a whole batch on a broken constraint: a reference, which may
+        well name a missing record, goes the long way there, where it is checked first."""
+        return self.db.dialect == "sqlite" or not references(table, checked.values)
 
     async def create_many(
         self, table_name: str, items: object, *, conn: AsyncConnection | None = None
@@ -337,5 +293,5 @@ def _stamped(values: dict[str, Any]) -> dict[str, Any]:
     return values | {"created_at": now, "updated_at": now}
 
 
-def _columns(table: TableDef) -> list[sa.Column[Any]]:
-    return [c for c in table.sql.c if c.name != SEARCH_COLUMN]
+def _columns(table: TableDef) -> tuple[sa.Column[Any], ...]:
+    return table.stored

@@ -21,3 +21,6 @@ class Storage:
         self.tables = Tables(db, self.catalog)
         self.fields = Fields(self.tables)
         self.records = Records(db, self.catalog)
+
+    async def close(self) -> None:
+        await self.records.close()

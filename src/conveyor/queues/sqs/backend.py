@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from conveyor.exceptions import BackendError, ConfigurationError, PayloadTooLarge
+from conveyor.group_commit import GroupCommit
 from conveyor.queues import base
 from conveyor.queues.base import (
     CheckResult,
@@ -26,7 +27,6 @@ from conveyor.queues.base import (
     PublishResult,
     QueueStats,
 )
-from conveyor.queues.group_commit import GroupCommit
 from conveyor.queues.model import Credentials, Queue
 from conveyor.queues.sqs import codec
 from conveyor.queues.sqs.address import Address

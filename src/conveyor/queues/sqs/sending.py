@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from conveyor.exceptions import BackendError, PublishFailed
+from conveyor.group_commit import GroupCommit
 from conveyor.queues.base import PublishResult
-from conveyor.queues.group_commit import GroupCommit
 from conveyor.queues.sqs.client import SQSClient
 from conveyor.queues.sqs.codec import Entry
 

@@ -32,7 +32,9 @@ class GroupCommit(Generic[Item, Result]):
         *,
         writers: int = 1,
         max_batch: int = MAX_BATCH,
+        name: str = "group commit",
     ) -> None:
+        self.name = name
         self._commit_batch = commit_batch
         self._writers = writers
         self._max_batch = max_batch
@@ -45,7 +47,9 @@ class GroupCommit(Generic[Item, Result]):
         if self._closed:
             raise RuntimeError("group commit is closed")
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._run()) for _ in range(self._writers)]
+            self._tasks = [
+                asyncio.create_task(self._run(), name=self.name) for _ in range(self._writers)
+            ]
         if len(items) > 1:
             # A batch of the caller's own must commit all-or-nothing: bypass the queue.
             return list(await self._commit_batch(items))
