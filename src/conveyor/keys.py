@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -136,7 +136,8 @@ class KeyStore:
         )
         self._cache_enabled = cache_ttl_s > 0
         self._loading: dict[str, asyncio.Future[_Cached | None]] = {}
-        self._used: dict[str, datetime] = {}
+        #: Key id → when it was last used (epoch seconds; a datetime costs more to make).
+        self._used: dict[str, float] = {}
 
     async def create(
         self, name: str, scopes: Iterable[str], queues: Iterable[str] | None = None
@@ -204,7 +205,7 @@ class KeyStore:
         valid = hmac.compare_digest(expected, _sha256(secret))
         if cached is None or not valid or cached.key.revoked:
             raise Unauthenticated()
-        self._used[keyid] = utcnow()
+        self._used[keyid] = time.time()
         return cached.key
 
     async def _lookup(self, keyid: str) -> _Cached | None:
@@ -242,7 +243,13 @@ class KeyStore:
         )
         try:
             async with self._db.write() as conn:
-                await conn.execute(statement, [{"keyid": k, "used_at": t} for k, t in used.items()])
+                await conn.execute(
+                    statement,
+                    [
+                        {"keyid": k, "used_at": datetime.fromtimestamp(t, UTC)}
+                        for k, t in used.items()
+                    ],
+                )
         except BaseException:
             self._used = used | self._used  # try again next time
             raise

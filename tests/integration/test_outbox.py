@@ -13,9 +13,12 @@ from typing import Any
 import aio_pika
 import orjson
 import pytest
+import sqlalchemy as sa
 
+import conveyor.links.outbox as outbox_module
 import conveyor.platform as platform_module
 from conveyor.config import Settings
+from conveyor.db.tables import outbox as outbox_table
 from conveyor.exceptions import BackendError, BadRequest
 from conveyor.links.model import LinkSpec
 from conveyor.links.outbox import OutboxRow, Status
@@ -605,3 +608,31 @@ async def test_a_platform_closed_at_once_does_not_wait_for_its_relay(
     await platform.open()
     await platform.close()  # the relay's task has not started yet
     assert "did not stop" not in caplog.text
+
+
+async def test_sent_rows_are_counted_up_to_the_cap(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent rows pile up until pruned: the counts stop at a cap instead of reading them
+    all, while pending and failed rows are counted exactly."""
+    monkeypatch.setattr(outbox_module, "SENT_COUNT_CAP", 3)
+    queue = await platform.queues.create({"name": "capped", "type": "embedded"})
+    rows = [
+        {
+            "queue_id": queue.id,
+            "table_name": "t",
+            "record_id": str(i),
+            "event": "create",
+            "message_id": f"m{i}",
+            "ordering_key": f"t:{i}",
+            "payload": "{}",
+            "status": status,
+            "attempts": 0,
+            "next_attempt_at": 0,
+            "created_at": 0,
+        }
+        for i, status in enumerate(["sent"] * 5 + ["pending"] * 4 + ["failed"] * 2)
+    ]
+    async with platform.db.write() as conn:
+        await conn.execute(sa.insert(outbox_table), rows)
+    assert await platform.outbox.counts() == {"pending": 4, "sent": 3, "failed": 2}

@@ -227,6 +227,7 @@ async def test_outbox_listing_filters_and_retry(
         "items": [],
         "next_cursor": None,
         "counts": {"pending": 0, "sent": 0, "failed": 0},
+        "sent_capped": False,
     }
 
 

@@ -40,31 +40,48 @@ MAX_SPECS = 512
 
 @dataclass(frozen=True)
 class Spec:
-    """What an insert writes and returns, and its guard: rows are stored only while
-    `guard_table` holds a row with the values given for `guard_names`. Hashable, so
-    that its statements are built once."""
+    """What an insert writes and returns: `names` hold a value per row, `constants` one
+    value for every row of the call (bound and converted once, not once a row), and
+    rows are stored only while `guard_table` holds a row with the values given for
+    `guard_names`. Hashable, so that its statements are built once."""
 
     table: sa.Table
     names: tuple[str, ...]
     returning: tuple[str, ...]
+    constants: tuple[str, ...] = ()
     guard_table: sa.Table | None = None
     guard_names: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    statement: Any
+    #: The columns the statement returns: `returning` but the constants.
+    returned: tuple[str, ...]
+    #: Where each column of `returning` comes from: (True, i) the statement's i-th
+    #: column, (False, i) the i-th constant.
+    layout: tuple[tuple[bool, int], ...]
+    processors: tuple[Processor, ...]
+    constant_binds: tuple[Processor, ...]
+    constant_results: tuple[Processor, ...]
+
+
 class Inserted:
     """The rows an insert stored, in the order given (on SQLite, once the transaction
-    committed): each the returned columns, or None where nothing was stored (a guard
-    that did not hold; on SQLite, with `may_conflict`, a broken constraint, whose error
-    is then in `errors`)."""
+    committed): each the columns of `returning`, or None where nothing was stored (a
+    guard that did not hold; on SQLite, with `may_conflict`, a broken constraint, whose
+    error is then in `errors`)."""
 
     def __init__(
         self,
-        processors: Sequence[Processor],
+        plan: _Plan,
+        constants: Row,
         *,
         handles: Sequence[Pipelined] = (),
         rows: Sequence[Row | None] = (),
     ) -> None:
-        self._processors = processors
+        self._plan = plan
+        self._constants = constants
         self._handles = handles
         self._rows = rows
 
@@ -73,16 +90,20 @@ class Inserted:
             raw = [h.rows[0] if h.rows else None for h in self._handles]
         else:
             raw = list(self._rows)
-        return [None if row is None else self._processed(row) for row in raw]
+        return [None if row is None else self._complete(row) for row in raw]
 
     @property
     def errors(self) -> list[Exception | None]:
         return [h.error for h in self._handles] or [None] * len(self._rows)
 
-    def _processed(self, row: Row) -> Row:
-        return tuple(
+    def _complete(self, row: Row) -> Row:
+        processed = [
             value if process is None or value is None else process(value)
-            for value, process in zip(row, self._processors, strict=True)
+            for value, process in zip(row, self._plan.processors, strict=True)
+        ]
+        constants = self._constants
+        return tuple(
+            processed[i] if returned else constants[i] for returned, i in self._plan.layout
         )
 
 
@@ -91,54 +112,93 @@ async def insert(
     spec: Spec,
     rows: Sequence[Mapping[str, Any]],
     *,
+    constants: Sequence[Any] = (),
     guard: Sequence[Any] = (),
     may_conflict: bool = False,
 ) -> Inserted:
-    """Insert `rows` (each with a value for every name of `spec`) in `conn`'s write
-    transaction; `guard` holds the values of the spec's guard columns. On PostgreSQL a
-    broken constraint fails the statement, whatever `may_conflict` says."""
+    """Insert `rows` (each with a value for every name of `spec`; `constants` the values
+    of its constants, `guard` of its guard columns) in `conn`'s write transaction. On
+    PostgreSQL a broken constraint fails the statement, whatever `may_conflict` says."""
     dialect = conn.dialect
-    statement, processors = _compiled(spec, dialect)
-    guards = {f"g_{name}": value for name, value in zip(spec.guard_names, guard, strict=True)}
+    plan = _plan(spec, dialect)
+    bound = [
+        value if bind is None or value is None else bind(value)
+        for value, bind in zip(constants, plan.constant_binds, strict=True)
+    ]
+    stored = tuple(
+        value if result is None or value is None else result(value)
+        for value, result in zip(bound, plan.constant_results, strict=True)
+    )
+    extra = {f"c_{n}": v for n, v in zip(spec.constants, bound, strict=True)}
+    extra |= {f"g_{n}": v for n, v in zip(spec.guard_names, guard, strict=True)}
     if dialect.name == "postgresql":
         arrays = {name: [row[name] for row in rows] for name in spec.names}
-        stored = (await pipelined(conn, statement, arrays | guards)).rows or []
-        return Inserted(processors, rows=_in_given_order(spec, stored, len(rows)))
+        returned = (await pipelined(conn, plan.statement, arrays | extra)).rows or []
+        in_order = _in_given_order(plan, returned, len(rows))
+        return Inserted(plan, stored, rows=in_order)
     handles = [
-        await pipelined(conn, statement, {**row, **guards}, may_conflict=may_conflict)
+        await pipelined(conn, plan.statement, {**row, **extra}, may_conflict=may_conflict)
         for row in rows
     ]
-    return Inserted(processors, handles=handles)
+    return Inserted(plan, stored, handles=handles)
 
 
-def _in_given_order(spec: Spec, stored: list[Row], count: int) -> list[Row | None]:
-    if not stored:
+def _in_given_order(plan: _Plan, returned: list[Row], count: int) -> list[Row | None]:
+    if not returned:
         return [None] * count
-    assert len(stored) == count, "an INSERT ... SELECT stores all of its rows or none"
-    if "id" in spec.returning:
-        position = spec.returning.index("id")
-        stored.sort(key=lambda row: row[position])
-    return list(stored)
+    assert len(returned) == count, "an INSERT ... SELECT stores all of its rows or none"
+    if "id" in plan.returned:
+        position = plan.returned.index("id")
+        returned.sort(key=lambda row: row[position])
+    return list(returned)
 
 
-_CACHE: dict[tuple[Spec, str], tuple[Any, tuple[Processor, ...]]] = {}
-
-
-def _compiled(spec: Spec, dialect: sa.Dialect) -> tuple[Any, tuple[Processor, ...]]:
-    """The statement of `spec` for `dialect`, and the result processors of its rows."""
-    key = (spec, dialect.name)
-    found = _CACHE.get(key)
-    if found is None:
-        if len(_CACHE) >= MAX_SPECS:
-            _CACHE.clear()
-        statement = _statement(spec, dialect.name)
-        processors = tuple(_result_processor(spec.table.c[n], dialect) for n in spec.returning)
-        found = _CACHE[key] = (statement, processors)
-    return found
-
-
+_PLANS: dict[tuple[Spec, str], _Plan] = {}
 #: PostgreSQL's type ids, which result processors may ask for (asyncpg's numeric does).
 _NUMERIC_OID, _FLOAT8_OID = 1700, 701
+
+
+def _plan(spec: Spec, dialect: sa.Dialect) -> _Plan:
+    """The statement of `spec` for `dialect`, and how to convert what goes in and out."""
+    key = (spec, dialect.name)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= MAX_SPECS:
+            _PLANS.clear()
+        columns = spec.table.c
+        returned = tuple(n for n in spec.returning if n not in spec.constants)
+        layout = tuple(
+            (True, returned.index(n)) if n in returned else (False, spec.constants.index(n))
+            for n in spec.returning
+        )
+        sqlite = dialect.name == "sqlite"
+        plan = _PLANS[key] = _Plan(
+            statement=_statement(spec, returned, dialect.name),
+            returned=returned,
+            layout=layout,
+            processors=tuple(_result_processor(columns[n], dialect) for n in returned),
+            # SQLite: bound once here, the statement takes them as they are; PostgreSQL
+            # binds them once itself (the statement has one of each).
+            constant_binds=tuple(
+                columns[n].type.dialect_impl(dialect).bind_processor(dialect) if sqlite else None
+                for n in spec.constants
+            ),
+            constant_results=tuple(_round_trip(columns[n], dialect) for n in spec.constants),
+        )
+    return plan
+
+
+def _round_trip(column: sa.Column[Any], dialect: sa.Dialect) -> Processor:
+    """What reading a constant back gives, from its bound form (SQLite) or its value."""
+    result = _result_processor(column, dialect)
+    if dialect.name == "sqlite":
+        return result
+    bind = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if bind is None:
+        return result
+    if result is None:
+        return bind
+    return lambda value: result(bind(value))
 
 
 def _result_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Processor:
@@ -150,11 +210,12 @@ def _result_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Processor:
     return column.type.dialect_impl(dialect).result_processor(dialect, coltype)
 
 
-def _statement(spec: Spec, dialect_name: str) -> Any:
-    """`INSERT INTO t (names) SELECT ... [WHERE EXISTS guard] RETURNING ...`, from bound
-    values (SQLite, one row) or from one array per column (PostgreSQL, every row)."""
+def _statement(spec: Spec, returned: tuple[str, ...], dialect_name: str) -> Any:
+    """`INSERT INTO t (names, constants) SELECT ... [WHERE EXISTS guard] RETURNING ...`,
+    from bound values (SQLite, one row) or from one array per column (PostgreSQL, every
+    row)."""
     columns = spec.table.c
-    source: sa.Select[Any]
+    values: list[Any]
     if dialect_name == "postgresql":
         arrays = [sa.bindparam(n, type_=postgresql.ARRAY(columns[n].type)) for n in spec.names]
         given = (
@@ -162,9 +223,16 @@ def _statement(spec: Spec, dialect_name: str) -> Any:
             .table_valued(*spec.names, with_ordinality="conveyor_n")
             .render_derived()
         )
-        source = sa.select(*(given.c[n] for n in spec.names)).order_by(given.c.conveyor_n)
+        values = [given.c[n] for n in spec.names]
+        values += [
+            sa.cast(sa.bindparam(f"c_{n}", type_=columns[n].type), columns[n].type)
+            for n in spec.constants
+        ]
+        source = sa.select(*values).order_by(given.c.conveyor_n)
     else:
-        source = sa.select(*(sa.bindparam(n, type_=columns[n].type) for n in spec.names))
+        values = [sa.bindparam(n, type_=columns[n].type) for n in spec.names]
+        values += [sa.bindparam(f"c_{n}", type_=sa.types.NullType()) for n in spec.constants]
+        source = sa.select(*values)
     if spec.guard_table is not None:
         table = spec.guard_table
         source = source.where(
@@ -174,6 +242,6 @@ def _statement(spec: Spec, dialect_name: str) -> Any:
         )
     return (
         sa.insert(spec.table)
-        .from_select(list(spec.names), source)
-        .returning(*(columns[n] for n in spec.returning))
+        .from_select([*spec.names, *spec.constants], source)
+        .returning(*(columns[n] for n in returned))
     )

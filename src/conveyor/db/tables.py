@@ -91,7 +91,8 @@ messages = Table(
     ),
     Column("message_id", String(36), nullable=False),
     Column("payload", Text, nullable=False),
-    Column("headers", JSON, nullable=True),
+    # NULL (not JSON null) when there are none: nothing to encode on the publish path.
+    Column("headers", JSON(none_as_null=True), nullable=True),
     Column("ordering_key", String(255), nullable=True),
     #: ready | dead
     Column("state", String(8), nullable=False),
@@ -174,6 +175,7 @@ outbox = Table(
     Index("ix_conveyor_outbox_status_next_attempt_at", "status", "next_attempt_at", "id"),
     Index("ix_conveyor_outbox_ordering_key_status_id", "ordering_key", "status", "id"),
     Index("ix_conveyor_outbox_table_name_record_id", "table_name", "record_id"),
+    Index("ix_conveyor_outbox_status_id", "status", "id"),
 )
 
 #: Back-office sessions. Only a SHA-256 of the session id (the cookie) is stored, so a

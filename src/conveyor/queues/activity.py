@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, update
 
 from conveyor.db import Database
 from conveyor.db.tables import queues
-from conveyor.db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,11 @@ FLUSH_INTERVAL_S = 5.0
 class PublishActivity:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: dict[str, datetime] = {}
+        #: Queue id → when it last received a message (epoch seconds).
+        self._pending: dict[str, float] = {}
 
     def note(self, queue_id: str) -> None:
-        self._pending[queue_id] = utcnow()
+        self._pending[queue_id] = time.time()
 
     async def flush(self) -> None:
         if not self._pending:
@@ -42,7 +43,11 @@ class PublishActivity:
         try:
             async with self._db.write() as conn:
                 await conn.execute(
-                    statement, [{"queue_id": q, "at": t} for q, t in pending.items()]
+                    statement,
+                    [
+                        {"queue_id": q, "at": datetime.fromtimestamp(t, UTC)}
+                        for q, t in pending.items()
+                    ],
                 )
         except BaseException:
             # Keep the newer of the two times for the next attempt.

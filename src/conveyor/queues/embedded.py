@@ -35,18 +35,9 @@ from conveyor.queues.model import Queue
 READY, DEAD = "ready", "dead"
 _INSERT = bulk.Spec(
     messages,
-    names=(
-        "queue_id",
-        "message_id",
-        "payload",
-        "headers",
-        "ordering_key",
-        "state",
-        "attempt",
-        "published_at",
-        "visible_at",
-    ),
+    names=("queue_id", "message_id", "payload", "headers", "ordering_key", "published_at"),
     returning=("id",),
+    constants=("state", "attempt", "visible_at"),
 )
 #: How often an idle receiver looks again when nothing wakes it sooner.
 POLL_INTERVAL_S = 0.1
@@ -74,8 +65,10 @@ class EmbeddedStore:
         return EmbeddedBackend(queue, self)
 
     async def _insert(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        # Visible from the moment they are committed: now, as far as a claim can tell.
+        ready = (READY, 0, self.clock())
         async with self.db.write() as conn:
-            inserted = await bulk.insert(conn, _INSERT, rows)
+            inserted = await bulk.insert(conn, _INSERT, rows, constants=ready)
         for queue_id in {row["queue_id"] for row in rows}:
             self.event(queue_id).set()
         stored = inserted.rows()

@@ -106,11 +106,14 @@ class Creates:
         inserts = []
         for spec, indexes in groups.items():
             table = creates[indexes[0]].table
-            rows = [
-                creates[i].checked.values | {"created_at": now, "updated_at": now} for i in indexes
-            ]
-            guard = (table.id, table.version)
-            inserted = await bulk.insert(conn, spec, rows, guard=guard, may_conflict=True)
+            inserted = await bulk.insert(
+                conn,
+                spec,
+                [creates[i].checked.values for i in indexes],
+                constants=(now, now),
+                guard=(table.id, table.version),
+                may_conflict=True,
+            )
             inserts.append((spec, indexes, inserted))
         await flush(conn)  # SQLite: the rows are needed before the commit, for the hooks
         records: list[Record | None] = [None] * len(creates)
@@ -130,7 +133,7 @@ class Creates:
         return True
 
     def _spec(self, table: TableDef, checked: Checked) -> bulk.Spec:
-        names = (*checked.values, "created_at", "updated_at")
+        names = tuple(checked.values)
         key = (table.id, table.version, names)
         spec = self._specs.get(key)
         if spec is None:
@@ -140,6 +143,7 @@ class Creates:
                 table.sql,
                 names,
                 tuple(c.name for c in table.stored),
+                constants=("created_at", "updated_at"),
                 guard_table=storage_tables,
                 guard_names=("id", "version"),
             )

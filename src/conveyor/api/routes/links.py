@@ -14,7 +14,7 @@ from conveyor.api.routing import Router
 from conveyor.exceptions import BadRequest
 from conveyor.keys import ApiKey, Scope
 from conveyor.links.model import Link, LinkSpec
-from conveyor.links.outbox import OutboxRow, Status
+from conveyor.links.outbox import SENT_COUNT_CAP, OutboxRow, Status
 from conveyor.links.replay import MAX_RECORDS, replay
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
@@ -146,11 +146,14 @@ async def list_outbox(
         status=status, table_name=table, record_id=record_id, limit=limit, after_id=after
     )
     next_cursor = str(rows[-1].id) if len(rows) == limit else None
+    counts = await platform.outbox.counts()
     return Json(
         {
             "items": [outbox_json(r) for r in rows],
             "next_cursor": next_cursor,
-            "counts": await platform.outbox.counts(),
+            "counts": counts,
+            # Sent rows are counted up to a cap: at the cap, there are at least that many.
+            "sent_capped": counts[Status.SENT.value] >= SENT_COUNT_CAP,
         }
     )
 

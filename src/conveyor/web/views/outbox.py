@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import HTMLResponse, Response
 
-from conveyor.links.outbox import Status
+from conveyor.links.outbox import SENT_COUNT_CAP, Status
 from conveyor.web.auth import safe_next
 from conveyor.web.pages import NavItem, SignedIn, platform_of, posted, see_other
 from conveyor.web.templating import render
@@ -47,6 +47,7 @@ async def outbox(request: Request, session: SignedIn) -> HTMLResponse:
         "counts": await platform.outbox.counts(),
         "status": status.value if status else "",
         "statuses": [s.value for s in Status],
+        "count_cap": SENT_COUNT_CAP,
         "table": table or "",
         "tables": [t.name for t in await platform.storage.tables.list()],
         "queue_names": {q.id: q.name for q in await platform.queues.list()},
