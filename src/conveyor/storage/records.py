@@ -95,7 +95,7 @@ class Records:
         # change, and the two could deadlock.
         fast = conn is None and self.db.dialect == "sqlite"
         cached = self.catalog.cached(table_name) if fast else None
-        checked, problems = check(cached, data) if cached else (None, [])
+        checked, problems = await check(cached, data) if cached else (None, [])
         if cached and checked and not problems and not references(cached, checked.values):
             try:
                 async with self.db.write() as own:
@@ -107,7 +107,7 @@ class Records:
                 # process changed it); the long way below reloads it.
                 pass
         async with self._writing(table_name, conn) as (conn, table):
-            checked = check_or_raise(table, data)
+            checked = await check_or_raise(table, data)
             await self._check_references(conn, table, [(None, checked)])
             statement = sa.insert(table.sql).values(_stamped(checked.values))
             with integrity.translated(table):
@@ -176,7 +176,7 @@ class Records:
             checked: list[tuple[int | None, Checked]] = []
             problems = []
             for index, item in enumerate(items):
-                one, found = check(table, item)
+                one, found = await check(table, item)
                 problems += [p | {"index": index} for p in found]
                 if one is not None:
                     checked.append((index, one))
@@ -216,7 +216,7 @@ class Records:
     ) -> Record:
         async with self._writing(table_name, conn) as (conn, table):
             old = await self._row(conn, table, record_id, lock=True)
-            checked = check_or_raise(table, data, old)
+            checked = await check_or_raise(table, data, old)
             await self._check_references(conn, table, [(None, checked)])
             previous = serialize(table, old)
             if not checked.values:
