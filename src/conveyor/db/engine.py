@@ -145,6 +145,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             connect_args={"timeout": busy_timeout_ms / 1000},
+            hide_parameters=True,  # errors (and so logs) never show the values
         )
         pragmas = (
             f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
@@ -186,6 +187,7 @@ class Database:
             max_overflow=pool_size,
             pool_recycle=1800,
             connect_args={"server_settings": server_settings, "timeout": 10},
+            hide_parameters=True,
         )
 
     @asynccontextmanager

@@ -28,6 +28,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_OFFSET = 10_000_000
 MAX_IN = 100
+#: More would make a statement too large for the database (SQLite: 1000 terms).
+MAX_FILTERS = 50
 MAX_SORT = 8
 _FILTER = re.compile(r"^([a-z][a-z0-9_]{0,62})(?:\[([a-z]{1,12})\])?$")
 _CONTROL = frozenset({"sort", "q", "limit", "cursor", "offset", "page", "count"})
@@ -87,6 +89,8 @@ def parse(table: TableDef, params: Iterable[tuple[str, str]]) -> Query:
                 raise bad(name, "given more than once")
             control[name] = raw
         else:
+            if len(filters) >= MAX_FILTERS:
+                raise bad("filters", f"at most {MAX_FILTERS} filters")
             filters.append(_filter(table, name, raw))
     limit = _integer(control, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _integer(control, "offset", 0, 0, MAX_OFFSET)
