@@ -148,7 +148,8 @@ class QueueRegistry:
             except KeyError:
                 queue = self._cache[key] = await self._load(column, value, conn)
         if queue is None:
-            raise QueueNotFound(f"no queue with {column} {value!r}")
+            # The same text as for a queue a key may not see (the publish API): no probing.
+            raise QueueNotFound(f"no queue {value!r}")
         return queue
 
     async def _load(self, column: str, value: str, conn: AsyncConnection | None) -> Queue | None:
