@@ -9,7 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from conveyor.exceptions import BackendError, ConveyorError, QueueNotFound
+from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError, QueueNotFound
+from conveyor.queues import addresses
 from conveyor.queues.base import QueueBackend
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.model import Credentials, Queue, QueueType
@@ -80,6 +81,11 @@ class BackendPool:
         """A new, opened backend for `queue` that the caller owns and must close."""
         if queue.type is QueueType.EMBEDDED:
             return self._embedded.backend(queue)
+        if self._registry.deny_private_urls:
+            # Checked at every connect: a name may resolve elsewhere than when registered.
+            problem = await addresses.private_problem(queue.type, queue.url)
+            if problem is not None:
+                raise ConnectionFailed(f"queue {queue.name!r}: {problem}")
         factory = broker_factory(queue.type)
         backend = factory(queue, await self._registry.credentials(queue))
         await backend.open()

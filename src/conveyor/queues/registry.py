@@ -17,6 +17,7 @@ from conveyor.db import Database
 from conveyor.db.tables import messages, queues
 from conveyor.db.types import utcnow
 from conveyor.exceptions import Conflict, QueueNotFound, ValidationError, field_error
+from conveyor.queues import addresses
 from conveyor.queues.model import (
     Credentials,
     Queue,
@@ -47,7 +48,8 @@ class QueueRegistry:
     ) -> None:
         self._db = db
         self._box = box
-        self._deny_private = deny_private_urls
+        #: Refuse URLs that resolve to private addresses (`addresses.py`).
+        self.deny_private_urls = deny_private_urls
         self._cache: TTLCache[tuple[str, str], Queue | None] = TTLCache(10_000, cache_ttl_s)
         self._caching = cache_ttl_s > 0
 
@@ -56,6 +58,7 @@ class QueueRegistry:
         if unknown:
             raise _problems([(f, "unknown field") for f in sorted(unknown)])
         values = self._validated({"type": None, **spec}, creating=True)
+        await self._refuse_private(values)
         now = utcnow()
         values |= {"id": secrets.token_hex(10), "created_at": now, "updated_at": now}
         try:
@@ -85,6 +88,7 @@ class QueueRegistry:
             options = {**merged["options"], **changes["options"]}
             changes = {**changes, "options": {k: v for k, v in options.items() if v is not None}}
         values = self._validated({**merged, **changes}, creating=False)
+        await self._refuse_private(values)
         values["updated_at"] = utcnow()
         try:
             async with self._db.write() as conn:
@@ -161,6 +165,12 @@ class QueueRegistry:
                 row = (await own.execute(query)).first()
         return Queue.from_row(row) if row is not None else None
 
+    async def _refuse_private(self, values: Mapping[str, Any]) -> None:
+        if self.deny_private_urls and values.get("url"):
+            problem = await addresses.private_problem(QueueType(values["type"]), values["url"])
+            if problem is not None:
+                raise _problems([("url", problem)])
+
     def _forget(self) -> None:
         self._cache.clear()
 
@@ -189,7 +199,7 @@ class QueueRegistry:
         if queue_type is not None:
             url = attempt(
                 "url",
-                lambda: check_url(queue_type, spec.get("url"), deny_private=self._deny_private),
+                lambda: check_url(queue_type, spec.get("url"), deny_private=self.deny_private_urls),
             )
             url, url_username, url_password = _split_credentials(url)
             values["url"] = url
