@@ -50,3 +50,46 @@ async def test_database_errors_never_carry_the_statements_parameters(platform: P
         async with platform.db.read() as conn:
             await conn.execute(sa.text("SELECT * FROM no_such_table WHERE x = :v"), {"v": secret})
     assert secret not in str(raised.value)
+
+
+async def test_record_writes_need_a_json_content_type(
+    client: httpx.AsyncClient, people: dict[str, str]
+) -> None:
+    body = b'{"name": "Cy"}'
+    for headers in ({}, {"Content-Type": "text/plain"}):
+        response = await client.post(RECORDS, headers=people | headers, content=body)
+        assert response.status_code == 415, (headers, response.text)
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "١٢"},  # Arabic-Indic digits
+        {"limit": "\uff11\uff10"},  # fullwidth
+        {"offset": "٣"},
+        {"age": "٣٠"},
+        {"age[gte]": "\uff13\uff10"},
+    ],
+)
+async def test_only_ascii_digits_are_numbers(
+    client: httpx.AsyncClient, people: dict[str, str], params: dict[str, str]
+) -> None:
+    response = await client.get(RECORDS, headers=people, params=params)
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("op", ["", "[contains]", "[icontains]", "[startswith]"])
+async def test_a_nul_byte_in_a_filter_value_is_a_400(
+    client: httpx.AsyncClient, people: dict[str, str], op: str
+) -> None:
+    response = await client.get(RECORDS, headers=people, params={f"name{op}": "\x00"})
+    assert response.status_code == 400, response.text
+    assert "NUL" in response.json()["error"]["message"]
+
+
+async def test_a_nul_byte_in_search_text_is_a_400(
+    client: httpx.AsyncClient, people: dict[str, str]
+) -> None:
+    response = await client.get(RECORDS, headers=people, params={"q": "an\x00a"})
+    assert response.status_code == 400, response.text

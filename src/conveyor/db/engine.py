@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -138,7 +139,7 @@ class Database:
 
     def _sqlite_engine(self, synchronous: str, busy_timeout_ms: int, pool_size: int) -> AsyncEngine:
         assert self.url.database is not None
-        Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(self.url.database).expanduser())
         engine = create_async_engine(
             self.url,
             module=OneHopDBAPI(WriterLock(timeout_s=busy_timeout_ms / 1000)),
@@ -237,3 +238,12 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (SQLite gives its journal and
+    WAL files the database file's mode), and take back what others could read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from cachetools import TTLCache
 from sqlalchemy import delete, func, insert, select, update
@@ -246,16 +246,28 @@ def _split_credentials(url: str | None) -> tuple[str | None, str | None, str | N
     """A URL's user and password, taken out so that only the encrypted copy is stored."""
     if url is None or "://" not in url:
         return url, None, None
+    url, query_password = _split_query_password(url)
     parts = urlsplit(url)
     if parts.password is None and parts.username is None:
-        return url, None, None
+        return url, None, query_password
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
     username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
+    password = unquote(parts.password) if parts.password else query_password
     return urlunsplit(parts._replace(netloc=netloc)), username, password
+
+
+def _split_query_password(url: str) -> tuple[str, str | None]:
+    """`?password=...` taken out of the URL's query (the last one wins)."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    secret = [value for name, value in pairs if name.lower() == "password"]
+    if not secret:
+        return url, None
+    kept = [(name, value) for name, value in pairs if name.lower() != "password"]
+    return urlunsplit(parts._replace(query=urlencode(kept))), secret[-1] or None
 
 
 def _problems(problems: list[tuple[str, str]]) -> ValidationError:

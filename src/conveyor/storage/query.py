@@ -101,7 +101,7 @@ def parse(table: TableDef, params: Iterable[tuple[str, str]]) -> Query:
     if "cursor" in control and ("offset" in control or "page" in control):
         raise bad("cursor", "a cursor cannot be combined with offset or page")
     q = control.get("q")
-    if q is not None and (not q.strip() or len(q) > 500):
+    if q is not None and (not q.strip() or len(q) > 500 or "\x00" in q):
         raise bad("q", "give 1 to 500 characters of search text")
     sort = _sort(table, control.get("sort"), q is not None)
     cursor = _decode_cursor(control["cursor"], sort, q) if "cursor" in control else None
@@ -115,7 +115,7 @@ def _integer(control: dict[str, str], name: str, default: int, low: int, high: i
     raw = control.get(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"\d{1,9}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
         raise bad(name, f"must be an integer from {low} to {high}")
     return int(raw)
 
@@ -125,6 +125,9 @@ def _filter(table: TableDef, name: str, raw: str) -> Filter:
     if match is None:
         raise bad(name[:100], "not a field filter; use field=value or field[op]=value")
     field_name, op = match.group(1), match.group(2) or "eq"
+    if "\x00" in raw:
+        # PostgreSQL cannot store it, and as a LIKE pattern it would match every row.
+        raise bad(name, "NUL characters are not allowed in values")
     f = table.queryable.get(field_name)
     if f is None:
         raise bad(field_name, f"unknown field (fields: {', '.join(table.queryable)})")
