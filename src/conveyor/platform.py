@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_PRUNE_INTERVAL_S = 3600.0
 RELAY_STOP_TIMEOUT_S = 10.0
+MIN_RECONCILE_INTERVAL_S = 0.5
 
 
 class Platform:
@@ -90,6 +91,9 @@ class Platform:
         self._tasks.append(asyncio.create_task(self.keys.run_usage_flusher()))
         self._tasks.append(asyncio.create_task(self._prune_idempotency_keys()))
         self._tasks.append(asyncio.create_task(self.activity.run_flusher()))
+        # Queues changed or deleted elsewhere: their clients close within seconds.
+        interval_s = max(self.settings.key_cache_ttl_s, MIN_RECONCILE_INTERVAL_S)
+        self._tasks.append(asyncio.create_task(self.backends.run_reconciler(interval_s)))
 
     async def _prune_idempotency_keys(self) -> None:
         while True:

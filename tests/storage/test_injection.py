@@ -257,6 +257,7 @@ async def test_decimals_beyond_what_a_float_holds_must_be_strings(
     table = {"name": "money", "fields": [{"name": "v", "type": "decimal", "scale": 2}]}
     assert (await client.post(TABLES, headers=admin, json=table)).status_code == 201
     url = f"{TABLES}/money/records"
+    admin = admin | {"Content-Type": "application/json"}  # a body without one is a 415
     exact = await client.post(url, headers=admin, content=b'{"v": "1234567890123456.25"}')
     assert exact.status_code == 201 and exact.json()["v"] == "1234567890123456.25"
     lossy = await client.post(url, headers=admin, content=b'{"v": 1234567890123456.25}')

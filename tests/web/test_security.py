@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -470,3 +471,25 @@ async def test_stored_xss_in_tables_records_and_workers_renders_as_text(
     for page in pages:
         assert XSS not in page.text, page.url
         assert "&lt;script&gt;" in page.text, page.url
+
+
+async def test_parallel_guesses_are_counted_before_the_password_is_checked(
+    platform: Platform, operator: str
+) -> None:
+    """Issue 19 item 3: 40 simultaneous guesses got 39x401 and no 429 before."""
+    async with web_client(platform, address="203.0.113.9") as attacker:
+        page = await attacker.get("/admin/login")
+        form = {"csrf_token": csrf_of(page.text), "username": operator, "password": "guess"}
+        answers = await asyncio.gather(
+            *(attacker.post("/admin/login", data=form) for _ in range(40))
+        )
+        statuses = sorted(a.status_code for a in answers)
+        tried = throttle_module.PAIR_FREE_FAILURES + 1
+        assert statuses == [401] * tried + [429] * (40 - tried)
+        assert (await login(attacker)).status_code == 429  # the right password is not tried
+
+    # Successes give their count back: one address signs in many times.
+    async with web_client(platform, address="198.51.100.21") as office:
+        for _ in range(throttle_module.ADDRESS_FREE_FAILURES + 5):
+            office.cookies.clear()
+            assert (await login(office)).status_code == 303

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from conveyor import exceptions as exc
 from conveyor.api.responses import error_response
+from conveyor.db import errors as db_errors
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,12 @@ async def _http_error(_: Request, error: Exception) -> Response:
 
 
 async def _database_unavailable(_: Request, error: Exception) -> Response:
-    log.warning("database unavailable: %s", error)
+    if db_errors.caused_by_request(error):
+        log.info("query refused by the database: %s", db_errors.summary(error))
+        return error_response(
+            400, "query_too_large", "the database refused this query; make it smaller or simpler"
+        )
+    log.warning("database unavailable: %s", db_errors.summary(error))
     return error_response(503, "database_unavailable", "the database is unavailable; retry later")
 
 
@@ -89,7 +95,9 @@ async def _client_gone(_: Request, error: Exception) -> Response:
     return error_response(400, "client_disconnected", "the client went away mid-request")
 
 
-async def _unexpected(_: Request, error: Exception) -> Response:
+async def _unexpected(request: Request, error: Exception) -> Response:
+    if db_errors.caused_by_request(error):
+        return await _database_unavailable(request, error)
     log.error("unhandled error", exc_info=error)
     return error_response(500, "internal_error", "internal error; the server log has details")
 

@@ -22,6 +22,8 @@ from conveyor.api import errors
 from conveyor.api.routes import publish, storage
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
+#: The name of each endpoint's one path parameter, for `Request.path_params`.
+_PARAMETER = {storage.create_record: "table"}
 
 _QUEUE = "/api/v1/zstorage/queue/"
 _TABLES = "/api/v1/zstorage/tables/"
@@ -62,6 +64,7 @@ class Lane:
             return
         endpoint, parameter = found
         scope["app"] = self.app
+        scope["path_params"] = {_PARAMETER.get(endpoint, "queue_ref"): parameter}
         request = Request(scope, receive)
         try:
             response = await endpoint(request, parameter)

@@ -19,13 +19,16 @@ _CREDENTIAL_PARAMS = frozenset({"api_key", "apikey", "access_token", "token"})
 
 #: Total size of the request headers accepted (the server's own parser stops at 80 KiB).
 MAX_HEADER_BYTES = 16 * 1024
+BACK_OFFICE = "/admin"
+_API_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
 
 
 class Gateway:
     """Every request passes here first (one middleware, not two: each layer costs a
     call per request). It refuses, before any routing, oversized headers (431) and API
-    keys in the URL (400), and logs one line per request: method, path (never the
-    query string), status, duration."""
+    keys in the URL (400), marks API answers `no-store` and `nosniff` (they carry keys
+    and data; the back-office sets its own headers), and logs one line per request:
+    method, path (never the query string), status, duration."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,6 +39,8 @@ class Gateway:
             return
         refusal = _refusal(scope)
         app = self.app if refusal is None else refusal
+        if not scope["path"].startswith(BACK_OFFICE):
+            send = _with_api_headers(send)
         if not access_log.isEnabledFor(logging.INFO):
             await app(scope, receive, send)
             return
@@ -53,6 +58,18 @@ class Gateway:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
+
+
+def _with_api_headers(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            names = {name.lower() for name, _ in headers}
+            headers += [pair for pair in _API_HEADERS if pair[0] not in names]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 def _refusal(scope: Scope) -> ASGIApp | None:

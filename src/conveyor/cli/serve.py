@@ -10,6 +10,7 @@ import uvicorn
 from sqlalchemy import make_url
 
 from conveyor import logs
+from conveyor.api.server import KEEP_ALIVE_TIMEOUT_S, HeaderTimeoutProtocol
 from conveyor.cli.common import load_settings, out, run
 from conveyor.config import Settings
 from conveyor.db.migrate import MigrationResult
@@ -48,6 +49,9 @@ def serve(
         workers=workers,
         access_log=False,
         server_header=False,
+        # Idle and slow connections are closed: headers within 10 s, keep-alive 5 s.
+        http=HeaderTimeoutProtocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
         # Forwarded headers are believed only when the settings say so (the back-office
         # reads them itself then); uvicorn would otherwise trust them from 127.0.0.1.
         proxy_headers=False,

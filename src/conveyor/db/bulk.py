@@ -62,6 +62,9 @@ class _Plan:
     #: column, (False, i) the i-th constant.
     layout: tuple[tuple[bool, int], ...]
     processors: tuple[Processor, ...]
+    #: PostgreSQL: each column's bind processor, applied here to every element of its
+    #: array (SQLAlchemy's ARRAY would take a JSON value that is a list for a dimension).
+    array_binds: tuple[Processor, ...]
     constant_binds: tuple[Processor, ...]
     constant_results: tuple[Processor, ...]
 
@@ -122,8 +125,7 @@ async def insert(
     dialect = conn.dialect
     plan = _plan(spec, dialect)
     bound = [
-        value if bind is None or value is None else bind(value)
-        for value, bind in zip(constants, plan.constant_binds, strict=True)
+        _bound(bind, value) for value, bind in zip(constants, plan.constant_binds, strict=True)
     ]
     stored = tuple(
         value if result is None or value is None else result(value)
@@ -132,7 +134,12 @@ async def insert(
     extra = {f"c_{n}": v for n, v in zip(spec.constants, bound, strict=True)}
     extra |= {f"g_{n}": v for n, v in zip(spec.guard_names, guard, strict=True)}
     if dialect.name == "postgresql":
-        arrays = {name: [row[name] for row in rows] for name in spec.names}
+        arrays = {
+            name: [
+                row[name] if bind is None or row[name] is None else bind(row[name]) for row in rows
+            ]
+            for name, bind in zip(spec.names, plan.array_binds, strict=True)
+        }
         returned = (await pipelined(conn, plan.statement, arrays | extra)).rows or []
         in_order = _in_given_order(plan, returned, len(rows))
         return Inserted(plan, stored, rows=in_order)
@@ -141,6 +148,10 @@ async def insert(
         for row in rows
     ]
     return Inserted(plan, stored, handles=handles)
+
+
+def _bound(bind: Processor, value: Any) -> Any:
+    return value if bind is None or value is None else bind(value)
 
 
 def _in_given_order(plan: _Plan, returned: list[Row], count: int) -> list[Row | None]:
@@ -177,6 +188,10 @@ def _plan(spec: Spec, dialect: sa.Dialect) -> _Plan:
             returned=returned,
             layout=layout,
             processors=tuple(_result_processor(columns[n], dialect) for n in returned),
+            array_binds=tuple(
+                None if sqlite else columns[n].type.dialect_impl(dialect).bind_processor(dialect)
+                for n in spec.names
+            ),
             # SQLite: bound once here, the statement takes them as they are; PostgreSQL
             # binds them once itself (the statement has one of each).
             constant_binds=tuple(
@@ -217,7 +232,11 @@ def _statement(spec: Spec, returned: tuple[str, ...], dialect_name: str) -> Any:
     columns = spec.table.c
     values: list[Any]
     if dialect_name == "postgresql":
-        arrays = [sa.bindparam(n, type_=postgresql.ARRAY(columns[n].type)) for n in spec.names]
+        # Bound as they are (see `_Plan.array_binds`), cast to arrays of the columns' types.
+        arrays = [
+            sa.cast(sa.bindparam(n, type_=sa.types.NullType()), postgresql.ARRAY(columns[n].type))
+            for n in spec.names
+        ]
         given = (
             sa.func.unnest(*arrays)
             .table_valued(*spec.names, with_ordinality="conveyor_n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -138,13 +139,14 @@ class Database:
 
     def _sqlite_engine(self, synchronous: str, busy_timeout_ms: int, pool_size: int) -> AsyncEngine:
         assert self.url.database is not None
-        Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(self.url.database).expanduser())
         engine = create_async_engine(
             self.url,
             module=OneHopDBAPI(WriterLock(timeout_s=busy_timeout_ms / 1000)),
             pool_size=pool_size,
             max_overflow=pool_size,
             connect_args={"timeout": busy_timeout_ms / 1000},
+            hide_parameters=True,  # errors (and so logs) never show the values
         )
         pragmas = (
             f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
@@ -186,6 +188,7 @@ class Database:
             max_overflow=pool_size,
             pool_recycle=1800,
             connect_args={"server_settings": server_settings, "timeout": 10},
+            hide_parameters=True,
         )
 
     @asynccontextmanager
@@ -235,3 +238,12 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (SQLite gives its journal and
+    WAL files the database file's mode), and take back what others could read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)

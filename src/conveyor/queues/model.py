@@ -144,6 +144,13 @@ def check_url(queue_type: QueueType, url: str | None, *, deny_private: bool = Fa
     return url
 
 
+def url_hosts(queue_type: QueueType, url: str) -> list[str]:
+    """The host names (or addresses) a checked URL connects to."""
+    if queue_type is QueueType.EMBEDDED:
+        return []
+    return _kafka_hosts(url) if queue_type is QueueType.KAFKA else [_url_host(queue_type, url)]
+
+
 def _url_host(queue_type: QueueType, url: str) -> str:
     parts = urlsplit(url)
     allowed = _SCHEMES[queue_type]

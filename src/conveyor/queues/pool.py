@@ -9,7 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from conveyor.exceptions import BackendError, ConveyorError
+from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError, QueueNotFound
+from conveyor.queues import addresses
 from conveyor.queues.base import QueueBackend
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.model import Credentials, Queue, QueueType
@@ -80,6 +81,11 @@ class BackendPool:
         """A new, opened backend for `queue` that the caller owns and must close."""
         if queue.type is QueueType.EMBEDDED:
             return self._embedded.backend(queue)
+        if self._registry.deny_private_urls:
+            # Checked at every connect: a name may resolve elsewhere than when registered.
+            problem = await addresses.private_problem(queue.type, queue.url)
+            if problem is not None:
+                raise ConnectionFailed(f"queue {queue.name!r}: {problem}")
         factory = broker_factory(queue.type)
         backend = factory(queue, await self._registry.credentials(queue))
         await backend.open()
@@ -87,8 +93,42 @@ class BackendPool:
 
     async def discard(self, queue_id: str) -> None:
         backend = self._open.pop(queue_id, None)
+        self._failed.pop(queue_id, None)
         if backend is not None:
             await self._close(backend)
+
+    @property
+    def open_ids(self) -> frozenset[str]:
+        """The ids of the queues this pool holds a backend for."""
+        return frozenset(self._open)
+
+    async def reconcile(self) -> None:
+        """Close the backends of queues deleted or changed since they were opened, by
+        this process or another one (seen through the registry's short-lived cache)."""
+        for queue_id in list(self._open):
+            try:
+                current: Queue | None = await self._registry.get(queue_id)
+            except QueueNotFound:
+                current = None
+            async with self._locks.setdefault(queue_id, asyncio.Lock()):
+                backend = self._open.get(queue_id)
+                if backend is None or (current and current.updated_at == backend.queue.updated_at):
+                    continue
+                del self._open[queue_id]
+                if current is None:
+                    self._locks.pop(queue_id, None)
+                    self._failed.pop(queue_id, None)
+            log.info("closing the backend of queue %s: the queue was changed or deleted", queue_id)
+            await self._close(backend)
+
+    async def run_reconciler(self, interval_s: float) -> None:
+        """`reconcile` every `interval_s`, until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reconcile()
+            except Exception:
+                log.warning("could not check the open backends; will retry", exc_info=True)
 
     async def close(self) -> None:
         backends, self._open = list(self._open.values()), {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from cachetools import TTLCache
 from sqlalchemy import delete, func, insert, select, update
@@ -17,6 +17,7 @@ from conveyor.db import Database
 from conveyor.db.tables import messages, queues
 from conveyor.db.types import utcnow
 from conveyor.exceptions import Conflict, QueueNotFound, ValidationError, field_error
+from conveyor.queues import addresses
 from conveyor.queues.model import (
     Credentials,
     Queue,
@@ -47,7 +48,8 @@ class QueueRegistry:
     ) -> None:
         self._db = db
         self._box = box
-        self._deny_private = deny_private_urls
+        #: Refuse URLs that resolve to private addresses (`addresses.py`).
+        self.deny_private_urls = deny_private_urls
         self._cache: TTLCache[tuple[str, str], Queue | None] = TTLCache(10_000, cache_ttl_s)
         self._caching = cache_ttl_s > 0
 
@@ -56,6 +58,7 @@ class QueueRegistry:
         if unknown:
             raise _problems([(f, "unknown field") for f in sorted(unknown)])
         values = self._validated({"type": None, **spec}, creating=True)
+        await self._refuse_private(values)
         now = utcnow()
         values |= {"id": secrets.token_hex(10), "created_at": now, "updated_at": now}
         try:
@@ -85,6 +88,7 @@ class QueueRegistry:
             options = {**merged["options"], **changes["options"]}
             changes = {**changes, "options": {k: v for k, v in options.items() if v is not None}}
         values = self._validated({**merged, **changes}, creating=False)
+        await self._refuse_private(values)
         values["updated_at"] = utcnow()
         try:
             async with self._db.write() as conn:
@@ -148,7 +152,8 @@ class QueueRegistry:
             except KeyError:
                 queue = self._cache[key] = await self._load(column, value, conn)
         if queue is None:
-            raise QueueNotFound(f"no queue with {column} {value!r}")
+            # The same text as for a queue a key may not see (the publish API): no probing.
+            raise QueueNotFound(f"no queue {value!r}")
         return queue
 
     async def _load(self, column: str, value: str, conn: AsyncConnection | None) -> Queue | None:
@@ -159,6 +164,12 @@ class QueueRegistry:
             async with self._db.read() as own:
                 row = (await own.execute(query)).first()
         return Queue.from_row(row) if row is not None else None
+
+    async def _refuse_private(self, values: Mapping[str, Any]) -> None:
+        if self.deny_private_urls and values.get("url"):
+            problem = await addresses.private_problem(QueueType(values["type"]), values["url"])
+            if problem is not None:
+                raise _problems([("url", problem)])
 
     def _forget(self) -> None:
         self._cache.clear()
@@ -188,7 +199,7 @@ class QueueRegistry:
         if queue_type is not None:
             url = attempt(
                 "url",
-                lambda: check_url(queue_type, spec.get("url"), deny_private=self._deny_private),
+                lambda: check_url(queue_type, spec.get("url"), deny_private=self.deny_private_urls),
             )
             url, url_username, url_password = _split_credentials(url)
             values["url"] = url
@@ -235,16 +246,28 @@ def _split_credentials(url: str | None) -> tuple[str | None, str | None, str | N
     """A URL's user and password, taken out so that only the encrypted copy is stored."""
     if url is None or "://" not in url:
         return url, None, None
+    url, query_password = _split_query_password(url)
     parts = urlsplit(url)
     if parts.password is None and parts.username is None:
-        return url, None, None
+        return url, None, query_password
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
     username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
+    password = unquote(parts.password) if parts.password else query_password
     return urlunsplit(parts._replace(netloc=netloc)), username, password
+
+
+def _split_query_password(url: str) -> tuple[str, str | None]:
+    """`?password=...` taken out of the URL's query (the last one wins)."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    secret = [value for name, value in pairs if name.lower() == "password"]
+    if not secret:
+        return url, None
+    kept = [(name, value) for name, value in pairs if name.lower() != "password"]
+    return urlunsplit(parts._replace(query=urlencode(kept))), secret[-1] or None
 
 
 def _problems(problems: list[tuple[str, str]]) -> ValidationError:

@@ -28,6 +28,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_OFFSET = 10_000_000
 MAX_IN = 100
+#: More would make a statement too large for the database (SQLite: 1000 terms).
+MAX_FILTERS = 50
 MAX_SORT = 8
 _FILTER = re.compile(r"^([a-z][a-z0-9_]{0,62})(?:\[([a-z]{1,12})\])?$")
 _CONTROL = frozenset({"sort", "q", "limit", "cursor", "offset", "page", "count"})
@@ -87,6 +89,8 @@ def parse(table: TableDef, params: Iterable[tuple[str, str]]) -> Query:
                 raise bad(name, "given more than once")
             control[name] = raw
         else:
+            if len(filters) >= MAX_FILTERS:
+                raise bad("filters", f"at most {MAX_FILTERS} filters")
             filters.append(_filter(table, name, raw))
     limit = _integer(control, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _integer(control, "offset", 0, 0, MAX_OFFSET)
@@ -97,7 +101,7 @@ def parse(table: TableDef, params: Iterable[tuple[str, str]]) -> Query:
     if "cursor" in control and ("offset" in control or "page" in control):
         raise bad("cursor", "a cursor cannot be combined with offset or page")
     q = control.get("q")
-    if q is not None and (not q.strip() or len(q) > 500):
+    if q is not None and (not q.strip() or len(q) > 500 or "\x00" in q):
         raise bad("q", "give 1 to 500 characters of search text")
     sort = _sort(table, control.get("sort"), q is not None)
     cursor = _decode_cursor(control["cursor"], sort, q) if "cursor" in control else None
@@ -111,7 +115,7 @@ def _integer(control: dict[str, str], name: str, default: int, low: int, high: i
     raw = control.get(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"\d{1,9}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
         raise bad(name, f"must be an integer from {low} to {high}")
     return int(raw)
 
@@ -121,6 +125,9 @@ def _filter(table: TableDef, name: str, raw: str) -> Filter:
     if match is None:
         raise bad(name[:100], "not a field filter; use field=value or field[op]=value")
     field_name, op = match.group(1), match.group(2) or "eq"
+    if "\x00" in raw:
+        # PostgreSQL cannot store it, and as a LIKE pattern it would match every row.
+        raise bad(name, "NUL characters are not allowed in values")
     f = table.queryable.get(field_name)
     if f is None:
         raise bad(field_name, f"unknown field (fields: {', '.join(table.queryable)})")

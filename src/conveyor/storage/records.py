@@ -96,13 +96,13 @@ class Records:
         # still current; otherwise, or inside a caller's transaction, the long way.
         cached = self.catalog.cached(table_name) if conn is None else None
         if cached is not None:
-            checked, problems = check(cached, data)
+            checked, problems = await check(cached, data)
             if checked is not None and not problems and self._batchable(cached, checked):
                 record = await self._creates.create(cached, checked)
                 if record is not None:
                     return record
         async with self._writing(table_name, conn) as (conn, table):
-            checked = check_or_raise(table, data)
+            checked = await check_or_raise(table, data)
             await self._check_references(conn, table, [(None, checked)])
             statement = sa.insert(table.sql).values(_stamped(checked.values))
             with integrity.translated(table):
@@ -132,7 +132,7 @@ class Records:
             checked: list[tuple[int | None, Checked]] = []
             problems = []
             for index, item in enumerate(items):
-                one, found = check(table, item)
+                one, found = await check(table, item)
                 problems += [p | {"index": index} for p in found]
                 if one is not None:
                     checked.append((index, one))
@@ -172,7 +172,7 @@ class Records:
     ) -> Record:
         async with self._writing(table_name, conn) as (conn, table):
             old = await self._row(conn, table, record_id, lock=True)
-            checked = check_or_raise(table, data, old)
+            checked = await check_or_raise(table, data, old)
             await self._check_references(conn, table, [(None, checked)])
             previous = serialize(table, old)
             if not checked.values:

@@ -1,7 +1,9 @@
 """Validation rules: CEL expressions over `record` (and `previous` on update).
 
 A rule is compiled when it is saved, so a syntax error or a field that does not exist
-is reported then, with its position; after that it is only evaluated.
+is reported then, with its position, and so is a rule that could cost too much to run
+(`rule_cost.py`); after that it is only evaluated: inline when its cost is small
+whatever the record, else in a sandbox process with a deadline (`sandbox.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 import cel
 
 from conveyor.storage.names import name_problem
+from conveyor.storage.rule_cost import Cost, estimate
+from conveyor.storage.sandbox import RuleTimeout, default_sandbox
 from conveyor.storage.values import to_cel
 
 MAX_EXPRESSION = 4000
@@ -102,6 +106,14 @@ class Rule:
 class CompiledRule:
     rule: Rule
     program: cel.Program
+    cost: Cost
+
+    def cost_problems(self, where: str = "expression") -> list[Problem]:
+        """Why the rule may cost too much to be saved."""
+        return [
+            _problem(where, self.rule.name, f"too costly: {reason}")
+            for reason in self.cost.limits_broken()
+        ]
 
 
 def parse_rule(
@@ -128,7 +140,10 @@ def parse_rule(
     if problems:
         return None, problems
     assert isinstance(name, str) and isinstance(expression, str) and isinstance(message, str)
-    return compile_rule(Rule(name, expression, message), field_names, path)
+    compiled, problems = compile_rule(Rule(name, expression, message), field_names, path)
+    if compiled is not None and (problems := compiled.cost_problems(f"{path}.expression")):
+        return None, problems
+    return compiled, problems
 
 
 def compile_rule(
@@ -144,7 +159,9 @@ def compile_rule(
         f"unknown function {name!r}" for name in program.functions() if name not in FUNCTIONS
     ]
     problems = [_problem(where, rule.name, message) for message in messages]
-    return (None if problems else CompiledRule(rule, program)), problems
+    if problems:
+        return None, problems
+    return CompiledRule(rule, program, estimate(rule.expression)), []
 
 
 def unknown_names(
@@ -182,7 +199,7 @@ def field_accesses(expression: str) -> list[tuple[str, int]]:
     return found
 
 
-def evaluate(
+async def evaluate(
     rules: Iterable[CompiledRule],
     record: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
@@ -192,7 +209,14 @@ def evaluate(
     problems = []
     for compiled in rules:
         try:
-            result = compiled.program.execute(context)
+            if compiled.cost.inline:
+                result = compiled.program.execute(context)
+            else:
+                result = await default_sandbox().execute(compiled.rule.expression, context)
+        except RuleTimeout:
+            timeout_s = default_sandbox().timeout_s
+            problems.append(_broken(compiled.rule, f"it took longer than {timeout_s:g} s"))
+            continue
         except KeyError as exc:
             problems.append(_broken(compiled.rule, f"{exc.args[0]} has no value"))
             continue

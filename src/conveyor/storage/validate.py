@@ -26,7 +26,7 @@ class Checked:
     record: dict[str, Any]
 
 
-def check(
+async def check(
     table: TableDef, data: object, previous: Mapping[str, Any] | None = None
 ) -> tuple[Checked | None, list[Problem]]:
     """Check `data` (a create when `previous` is None, else a partial update)."""
@@ -56,16 +56,16 @@ def check(
             problems.append(_problem(field.name, "is required"))
             bad.add(field.name)
     rules = [r for r in table.rules if not bad & {n for n, _ in field_accesses(r.rule.expression)}]
-    problems += evaluate(rules, record, previous)
+    problems += await evaluate(rules, record, previous)
     if previous is not None:
         values = {k: v for k, v in values.items() if previous.get(k) != v or k not in previous}
     return Checked(values, record), problems
 
 
-def check_or_raise(
+async def check_or_raise(
     table: TableDef, data: object, previous: Mapping[str, Any] | None = None
 ) -> Checked:
-    checked, problems = check(table, data, previous)
+    checked, problems = await check(table, data, previous)
     if problems:
         raise invalid(problems)
     assert checked is not None

@@ -15,8 +15,8 @@ from conveyor.storage.fields import INT64, LENGTH_BOUNDED, Field, FieldType
 EMAIL_RE = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
 )
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-INTEGER_RE = re.compile(r"^[+-]?\d{1,19}$")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+INTEGER_RE = re.compile(r"^[+-]?[0-9]{1,19}$")
 MAX_EMAIL = 254
 MAX_URL = 2048
 MAX_JSON_DEPTH = 32
@@ -197,6 +197,9 @@ _CONVERTERS = {
 
 def from_text(field: Field, raw: str) -> Any:
     """A value written in a query string (`?idade=20`), converted for `field`."""
+    if field.type not in _TEXT_TYPES and not raw.isascii():
+        # Python reads Arabic-Indic or fullwidth digits as numbers; a query means ASCII.
+        raise Invalid("must be written with ASCII characters")
     if field.type in (FieldType.INTEGER, FieldType.REFERENCE):
         if not INTEGER_RE.match(raw):
             raise Invalid("must be an integer")
@@ -208,9 +211,12 @@ def from_text(field: Field, raw: str) -> Any:
         return lowered in ("true", "1")
     if field.type is FieldType.JSON:
         raise Invalid("json fields can only be filtered with [isnull]")
-    if field.type in (FieldType.TEXT, FieldType.EMAIL, FieldType.URL, FieldType.SELECT):
+    if field.type in _TEXT_TYPES:
         return _text(field, raw)
     return _CONVERTERS[field.type](field, raw)
+
+
+_TEXT_TYPES = (FieldType.TEXT, FieldType.EMAIL, FieldType.URL, FieldType.SELECT)
 
 
 def to_json(field: Field, value: Any) -> Any:

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from conveyor import exceptions as exc
+from conveyor.db import errors as db_errors
 from conveyor.web import auth
 from conveyor.web.csrf import CsrfFailed
 from conveyor.web.pages import wants_partial
@@ -71,11 +72,16 @@ async def _bad_request(request: Request, error: Exception) -> Response:
 
 
 async def _database_unavailable(request: Request, error: Exception) -> Response:
-    log.warning("database unavailable: %s", error)
+    if db_errors.caused_by_request(error):
+        log.info("query refused by the database: %s", db_errors.summary(error))
+        return _page(request, 400, "The database refused this query; make it smaller.")
+    log.warning("database unavailable: %s", db_errors.summary(error))
     return _page(request, 503, "The database is unavailable; retry in a moment.")
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
+    if db_errors.caused_by_request(error):
+        return await _database_unavailable(request, error)
     log.error("unhandled error in the back-office", exc_info=error)
     return _page(request, 500, "An internal error occurred; the server log has details.")
 

@@ -1,5 +1,6 @@
 """The designer's "check expression": compile a rule and run it on a sample record, with
-the storage rules module, exactly as a record write would, and say what happened."""
+the storage rules module, exactly as a record write would (with the same cost limits and
+deadline), and say what happened."""
 
 from __future__ import annotations
 
@@ -27,17 +28,19 @@ class RuleCheck:
     problems: list[str] = field(default_factory=list)
 
 
-def check_rule(table: TableDef, expression: str, message: str, sample: str) -> RuleCheck:
+async def check_rule(table: TableDef, expression: str, message: str, sample: str) -> RuleCheck:
     if not expression.strip():
         return RuleCheck(None, problems=["Type an expression, e.g. record.age >= 18."])
     rule = Rule("check", expression, message.strip() or "breaks the rule")
     compiled, found = compile_rule(rule, list(table.field_map))
-    if compiled is None:
+    if compiled is not None:
+        found = compiled.cost_problems()
+    if compiled is None or found:
         return RuleCheck(None, problems=[str(p["message"]) for p in found])
     record, sample_problems = _sample_record(table, sample)
     if record is None:
         return RuleCheck(None, problems=sample_problems)
-    broken = evaluate([compiled], record, None)
+    broken = await evaluate([compiled], record, None)
     if broken:
         return RuleCheck(False, str(broken[0]["message"]), sample_problems)
     return RuleCheck(True, "", sample_problems)

@@ -8,6 +8,8 @@ logins on purpose (a lockout denial of service). Instead:
   slowed to a crawl, while the real user, from their own address, is not affected;
 - an address gets `ADDRESS_FREE_FAILURES` (shared offices sit behind one address), then
   the same exponential lock: one address cannot spray many usernames either;
+- every attempt is counted before its password is checked, in one atomic statement,
+  so parallel guesses cannot slip past the count; a success takes its count back;
 - every attempt costs an argon2id verification, and failures are forgotten
   `FORGET_AFTER` (an hour) after the last one.
 
@@ -17,13 +19,12 @@ bounded by the argon2id cost and the minimum password length, and shows in the l
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.db import Database
 from conveyor.db.tables import login_failures
@@ -59,50 +60,81 @@ class LoginThrottle:
             _key("address", address): ADDRESS_FREE_FAILURES,
         }
 
-    async def retry_after_s(self, username: str, address: str) -> int:
-        """Seconds until a login attempt is allowed again (0: allowed now)."""
-        keys = list(self._keys(username, address))
-        query = select(login_failures.c.locked_until).where(login_failures.c.key_sha256.in_(keys))
-        async with self._db.read() as conn:
-            locks = [row.locked_until for row in await conn.execute(query) if row.locked_until]
-        now = utcnow()
-        return max(
-            (int((until - now).total_seconds()) + 1 for until in locks if until > now), default=0
-        )
+    async def attempt(self, username: str, address: str) -> int:
+        """Count a login attempt, before its password is checked: the seconds to wait
+        (the attempt is refused), or 0 (go on and check it).
 
-    async def failed(self, username: str, address: str) -> None:
-        now = utcnow()
+        Each attempt counts as a failure until `succeeded` says otherwise, so that
+        parallel guesses are counted too: the count is one atomic statement, and only
+        one attempt may go through when a lock ends (a compare-and-set on the lock).
+        """
+        wait_s = 0
         for key, free in self._keys(username, address).items():
-            # A concurrent first failure may insert the row first: then one goes uncounted.
-            with contextlib.suppress(IntegrityError):
-                await self._count(key, free, now)
-        log.warning("failed back-office login for %r from %s", username[:150], address)
+            wait_s = max(wait_s, await self._attempt(key, free))
+        return wait_s
 
-    async def _count(self, key: str, free: int, now: datetime) -> None:
-        row_of = login_failures.c.key_sha256 == key
+    async def _attempt(self, key: str, free: int) -> int:
+        now = utcnow()
+        table = login_failures
+        insert = postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert
+        stale = table.c.last_failure_at < now - FORGET_AFTER
+        count = (
+            insert(table)
+            .values(key_sha256=key, failures=1, last_failure_at=now, locked_until=None)
+            .on_conflict_do_update(
+                index_elements=[table.c.key_sha256],
+                set_={
+                    "failures": case((stale, 1), else_=table.c.failures + 1),
+                    "locked_until": case((stale, None), else_=table.c.locked_until),
+                    "last_failure_at": now,
+                },
+            )
+            .returning(table.c.failures, table.c.locked_until)
+        )
         async with self._db.write() as conn:
-            row = (await conn.execute(select(login_failures).where(row_of))).first()
-            failures = 1
-            if row is not None and now - row.last_failure_at < FORGET_AFTER:
-                failures = row.failures + 1
-            seconds = lock_seconds(failures, free)
-            values = {
-                "failures": failures,
-                "last_failure_at": now,
-                "locked_until": now + timedelta(seconds=seconds) if seconds else None,
-            }
-            if row is None:
-                await conn.execute(insert(login_failures).values(key_sha256=key, **values))
-            else:
-                await conn.execute(update(login_failures).where(row_of).values(values))
+            failures, locked_until = (await conn.execute(count)).one()
+        if locked_until is not None and locked_until > now:
+            return _seconds_until(locked_until, now)
+        seconds = lock_seconds(failures, free)
+        if seconds == 0:
+            return 0
+        # Over the free attempts: the one attempt that sets the next lock may go on.
+        row = table.c.key_sha256 == key
+        seen = (
+            table.c.locked_until.is_(None)
+            if locked_until is None
+            else (table.c.locked_until == locked_until)
+        )
+        lock = update(table).where(row, seen).values(locked_until=now + timedelta(seconds=seconds))
+        async with self._db.write() as conn:
+            won = (await conn.execute(lock)).rowcount == 1
+            current = (await conn.execute(select(table.c.locked_until).where(row))).scalar()
+        if won:
+            return 0
+        return _seconds_until(current, now) if current is not None else 1
+
+    def failed(self, username: str, address: str) -> None:
+        """The password was wrong (the attempt was counted already)."""
+        log.warning("failed back-office login for %r from %s", username[:150], address)
 
     async def succeeded(self, username: str, address: str) -> None:
         pair = _key("pair", username.lower(), address)
+        by_address = login_failures.c.key_sha256 == _key("address", address)
         async with self._db.write() as conn:
             await conn.execute(delete(login_failures).where(login_failures.c.key_sha256 == pair))
+            # This attempt was counted against the address too: take it back.
+            await conn.execute(
+                update(login_failures)
+                .where(by_address, login_failures.c.failures > 0)
+                .values(failures=login_failures.c.failures - 1)
+            )
             # Forget stale rows while we are here; the table stays small.
             await conn.execute(
                 delete(login_failures).where(
                     login_failures.c.last_failure_at < utcnow() - FORGET_AFTER
                 )
             )
+
+
+def _seconds_until(when: datetime, now: datetime) -> int:
+    return int((when - now).total_seconds()) + 1

@@ -33,7 +33,8 @@ def storage(request: Request) -> Storage:
 async def json_body(request: Request) -> Any:
     """The body, parsed strictly: no NaN, no lone surrogates, nothing a response could
     not carry back."""
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    # A missing Content-Type is refused too, as on the publish API.
+    media = request.headers.get("content-type", "").split(";")[0].strip()
     if media.lower() != "application/json" and not media.lower().endswith("+json"):
         raise UnsupportedMediaType()
     raw = await request.body()

@@ -153,7 +153,7 @@ async def check_rule(request: Request, table: str, session: SignedIn) -> HTMLRes
     """Compile the expression and run it on the sample record; nothing is saved."""
     form = await posted(request, session)
     definition = await platform_of(request).storage.tables.get(table)
-    result = rule_check.check_rule(
+    result = await rule_check.check_rule(
         definition, form.get("expression"), form.get("message"), form.get("sample")
     )
     if wants_partial(request):

@@ -63,7 +63,7 @@ async def login(request: Request) -> Response:
     token = csrf.new_token()
     throttle: LoginThrottle = request.app.state.throttle
     address = auth.client_address(request)
-    wait_s = await throttle.retry_after_s(username, address)
+    wait_s = await throttle.attempt(username, address)
     if wait_s:
         error = f"Too many failed sign-ins. Try again in {wait_s} s."
         page = _login_page(
@@ -74,7 +74,7 @@ async def login(request: Request) -> Response:
     plausible = username and len(password) <= MAX_PASSWORD
     user = await platform_of(request).users.authenticate(username, password) if plausible else None
     if user is None:
-        await throttle.failed(username, address)
+        throttle.failed(username, address)
         error = "Wrong username or password."
         return _login_page(
             request, token, next_path=next_path, username=username, error=error, status=401

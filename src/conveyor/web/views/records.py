@@ -131,13 +131,13 @@ def _errors(table: TableDef, error: ValidationError | Conflict) -> FieldErrors:
     return errors
 
 
-def _with_form_problems(
+async def _with_form_problems(
     table: TableDef, data: dict[str, Any], problems: list[dict[str, Any]]
 ) -> FieldErrors:
     """The form's own problems, plus every problem the service would find in the rest
     (the same checks a write runs), so that one round trip shows them all."""
     bad = {p["field"] for p in problems}
-    _, found = check(table, {k: v for k, v in data.items() if k not in bad})
+    _, found = await check(table, {k: v for k, v in data.items() if k not in bad})
     found = [p for p in found if p.get("field") not in bad]
     return FieldErrors.of(
         ValidationError("invalid record", details=problems + found),
@@ -159,7 +159,7 @@ async def create_record(request: Request, table: str, session: SignedIn) -> Resp
     definition = await storage.tables.get(table)
     data, problems = record_form.record_of(definition, form)
     if problems:
-        errors = _with_form_problems(definition, data, problems)
+        errors = await _with_form_problems(definition, data, problems)
     else:
         try:
             record = await storage.records.create(table, data)
@@ -224,7 +224,7 @@ async def update_record(
     data, problems = record_form.record_of(definition, form, shown)
     if problems:
         whole = {f.name: record.get(f.name) for f in definition.fields} | data
-        errors = _with_form_problems(definition, whole, problems)
+        errors = await _with_form_problems(definition, whole, problems)
     else:
         try:
             await storage.records.update(table, record_id, data)
