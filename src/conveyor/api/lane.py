@@ -23,7 +23,7 @@ from conveyor.api.routes import publish, storage
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
 #: The name of each endpoint's one path parameter, for `Request.path_params`.
-_PARAMETER = {storage.create_record: "table"}
+_PARAMETER: dict[Endpoint, str] = {storage.create_record: "table"}
 
 _QUEUE = "/api/v1/zstorage/queue/"
 _TABLES = "/api/v1/zstorage/tables/"
