@@ -73,7 +73,7 @@ class KafkaBackend:
         self.queue = queue
         self.config = KafkaConfig.of(queue, credentials)
         self._secret = self.config.password
-        self._ledger = Ledger()
+        self._ledger = Ledger(max_attempts=queue.options.max_attempts)
         self._wake = asyncio.Event()
         self._consumer: GroupConsumer | None = None
         self._producer: AsyncProducer | None = None

@@ -64,8 +64,12 @@ class Counts:
 
 
 class Ledger:
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, max_attempts: int = 1000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.clock = clock
+        #: Delivery counts read from headers are clamped below this (see `add`).
+        self.max_attempts = max_attempts
         self.offsets = OffsetTracker()
         self._entries: dict[RecordKey, _Entry] = {}
         self._heap: list[tuple[float, int, RecordKey, int]] = []
@@ -86,7 +90,9 @@ class Ledger:
                 if not self.offsets.received((record.topic, record.partition), record.offset):
                     continue
                 delay_s = max(record.not_before_ms - now_ms, 0) / 1000
-                entry = _Entry(record, record.deliveries, now + delay_s)
+                # A forged count must neither skip the attempts nor make them endless.
+                deliveries = record.deliveries(self.max_attempts - 1)
+                entry = _Entry(record, deliveries, now + delay_s)
                 key = (record.topic, record.partition, record.offset)
                 self._entries[key] = entry
                 self._push(key, entry)

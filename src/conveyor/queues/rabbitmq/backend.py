@@ -32,7 +32,7 @@ from conveyor.queues.base import (
     QueueStats,
 )
 from conveyor.queues.model import Credentials, Queue
-from conveyor.queues.rabbitmq import topology, wire
+from conveyor.queues.rabbitmq import frames, topology, wire
 from conveyor.queues.rabbitmq.batch import publish_confirmed
 from conveyor.queues.rabbitmq.connection import Timeouts, connect, connection_url, peer_of
 from conveyor.queues.rabbitmq.consumer import Prefetcher
@@ -42,6 +42,8 @@ from conveyor.queues.rabbitmq.leases import Lease, Leases, channel_open
 from conveyor.queues.rabbitmq.settle import Settler
 
 log = logging.getLogger(__name__)
+
+frames.install()
 
 
 class _Open:
@@ -173,7 +175,7 @@ class RabbitMQBackend:
     async def _admit(self, message: AbstractIncomingMessage) -> Delivery | None:
         if not channel_open(message):
             return None  # its channel closed while it waited: RabbitMQ took it back
-        stamp = wire.Stamp.of(message)
+        stamp = wire.Stamp.of(message, max_attempts=self.queue.options.max_attempts)
         if message.redelivered:
             # An earlier delivery of this copy was never settled: count it, put it back.
             try:

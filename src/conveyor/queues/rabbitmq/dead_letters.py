@@ -18,6 +18,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from conveyor.exceptions import BadRequest
+from conveyor.queues import headers as parse
 from conveyor.queues.base import DeadLetter, DeadLetterPage
 from conveyor.queues.rabbitmq import wire
 from conveyor.queues.rabbitmq.connection import Timeouts
@@ -124,29 +125,33 @@ class DeadLetters:
         await self._publish(message.body, fresh, self._topology.name)
 
 
-def letter_id(message: AbstractIncomingMessage) -> str:
+def letter_id(message: AbstractIncomingMessage, stamp: wire.Stamp | None = None) -> str:
     given = (message.headers or {}).get(wire.HEADER_DEAD_LETTER_ID)
-    return given if isinstance(given, str) and given else wire.Stamp.of(message).id
+    if isinstance(given, str) and given:
+        return given
+    return (stamp or wire.Stamp.of(message)).id
 
 
 def letter(message: AbstractIncomingMessage) -> DeadLetter:
     stamp = wire.Stamp.of(message)
-    dead_at = stamp.headers.get(wire.HEADER_DEAD_AT)
+    dead_at = parse.epoch_ms(
+        stamp.headers.get(wire.HEADER_DEAD_AT), header=wire.HEADER_DEAD_AT, message_id=stamp.id
+    )
     return DeadLetter(
-        id=letter_id(message),
+        id=letter_id(message, stamp),
         message_id=stamp.id,
         body=message.body,
         headers=stamp.headers,
         attempts=stamp.attempt,
         last_error=stamp.headers.get(wire.HEADER_LAST_ERROR),
         published_at_ms=stamp.published_at_ms,
-        dead_at_ms=int(dead_at) if dead_at and dead_at.isdigit() else None,
+        dead_at_ms=dead_at,
     )
 
 
 def _offset(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not cursor.isdigit():
+    if parse.integer(cursor) is None or cursor.startswith("-"):
         raise BadRequest(f"{cursor!r} is not a dead-letter cursor of this queue")
     return int(cursor)

@@ -106,7 +106,7 @@ class Settler:
     async def give_back(self, message: AbstractIncomingMessage) -> None:
         """A prefetched message never handed out: back, not counted (unless RabbitMQ
         redelivered it, which means an earlier delivery went unsettled)."""
-        stamp = wire.Stamp.of(message)
+        stamp = wire.Stamp.of(message, max_attempts=self._options.max_attempts)
         if message.redelivered:
             await self.put_back(message, stamp)
         else:

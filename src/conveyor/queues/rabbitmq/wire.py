@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pamqp.commands import Basic
 
 from conveyor.queues import base
+from conveyor.queues import headers as parse
 from conveyor.queues.base import OutgoingMessage
 
 HEADER_LAST_ERROR = "conveyor-last-error"
@@ -32,6 +33,8 @@ PERSISTENT = 2
 Properties: TypeAlias = Basic.Properties
 #: Errors are kept for people to read; a full traceback is cut to this many characters.
 MAX_ERROR_CHARS = 4000
+#: The attempt of a message read without its queue's options (dead-letter listings).
+MAX_ATTEMPTS = 1000
 #: Headers the broker manages; a re-published copy starts without them.
 _BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
@@ -63,18 +66,34 @@ class Stamp:
     ordering_key: str | None
 
     @classmethod
-    def of(cls, message: AbstractIncomingMessage) -> Stamp:
-        headers = {k: t for k, v in (message.headers or {}).items() if (t := _text(v)) is not None}
-        message_id = headers.get(base.HEADER_MESSAGE_ID) or message.message_id
-        if not message_id:  # a foreign message without an id: one derived from its content
-            message_id = str(uuid.UUID(bytes=hashlib.sha256(message.body).digest()[:16]))
-        published = _number(headers.get(base.HEADER_PUBLISHED_AT))
+    def of(cls, message: AbstractIncomingMessage, *, max_attempts: int = MAX_ATTEMPTS) -> Stamp:
+        """Read defensively: a header out of its range is ignored (see `headers.py`); the
+        attempt is clamped to [1, `max_attempts`]."""
+        raw = message.headers or {}
+        headers = {k: t for k, v in raw.items() if (t := _text(v)) is not None}
+        message_id = (
+            parse.message_id(headers.get(base.HEADER_MESSAGE_ID))
+            or parse.message_id(message.message_id)
+            # A foreign message without an id: one derived from its content.
+            or str(uuid.UUID(bytes=hashlib.sha256(message.body).digest()[:16]))
+        )
+        published = parse.epoch_ms(
+            headers.get(base.HEADER_PUBLISHED_AT),
+            header=base.HEADER_PUBLISHED_AT,
+            message_id=message_id,
+        )
         if published is None:
-            stamp = message.timestamp
-            published = int(stamp.timestamp() * 1000) if stamp else base.now_ms()
+            stamp = message.timestamp  # None when out of range (see `frames.py`)
+            published = max(0, int(stamp.timestamp() * 1000)) if stamp else base.now_ms()
+        attempt = parse.attempt(
+            headers.get(base.HEADER_ATTEMPT),
+            max_attempts,
+            header=base.HEADER_ATTEMPT,
+            message_id=message_id,
+        )
         return cls(
             id=message_id,
-            attempt=max(1, _number(headers.get(base.HEADER_ATTEMPT)) or 1),
+            attempt=attempt,
             published_at_ms=published,
             headers=headers,
             ordering_key=headers.get(HEADER_ORDERING_KEY),
@@ -132,10 +151,3 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool | int | float):
         return str(value)
     return None
-
-
-def _number(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
