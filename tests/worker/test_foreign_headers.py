@@ -187,3 +187,38 @@ async def test_forged_attempt_counts_are_clamped(
         assert "RuntimeError: always fails" in (letter.last_error or "")
     low = next(m for m, v in forged.items() if v.startswith("-"))
     assert runs[low] == [1, 2, 3]
+
+
+@only("rabbitmq", "kafka")
+async def test_control_characters_of_a_message_id_are_escaped_in_the_log(
+    platform: Platform, worker_queue: NewQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a foreign message whose id holds a carriage return, a NUL and an ESC
+    queue = await worker_queue(max_attempts=2, retry_backoff_s=0.05, retry_backoff_max_s=0.1)
+    backend = await platform.backends.get(queue)
+    forged = "id\r\x00\x1b[31m-forged\nline"
+    body = b'{"handler": "flaky"}'
+    if isinstance(backend, RabbitMQBackend):
+        headers: dict[str, Any] = {base.HEADER_MESSAGE_ID: forged}
+        await backend.send(body, Basic.Properties(headers=headers, delivery_mode=2), queue.name)
+    else:
+        await backend.publish(OutgoingMessage(body=body, id=forged))
+
+    @handler("flaky")
+    async def flaky(context: Context) -> None:
+        context.log.info("handling")
+        if context.message.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        context.runtime.ack_message()
+
+    # When a worker fails it once, then acks it
+    with caplog.at_level(logging.INFO, logger="conveyor"):
+        async with running(platform, queue, HandlerRegistry([flaky])) as worker:
+            await eventually(lambda: worker.counters.acked == 1, what="acked")
+
+    # Then every line naming it shows the characters escaped, none raw
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("conveyor")]
+    naming = [line for line in lines if "-forged" in line]
+    assert len(naming) >= 4, lines  # handled twice, and the handler's own lines
+    assert all("id\\r\\x00\\x1b[31m-forged\\nline" in line for line in naming), naming
+    assert not [line for line in lines if any(ord(c) < 32 for c in line)]

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from conveyor.queues.base import Delivery, QueueBackend
+from conveyor.queues.headers import escape
 from conveyor.queues.model import Queue
 
 log = logging.getLogger("conveyor.worker")
@@ -78,7 +79,7 @@ class LeaseKeeper:
             if now >= held.lease_until - margin_s(vt):
                 log.warning(
                     "lease of message=%s ran out before it could be extended; giving it up",
-                    held.delivery.id,
+                    escape(held.delivery.id),
                 )
                 held.lose()
             elif held.lease_until - now < vt * 2 / 3 and not held._extending:
@@ -92,14 +93,18 @@ class LeaseKeeper:
         try:
             extended = await held.backend.extend_lease(held.delivery, seconds=held.visibility_s)
         except Exception as exc:
-            log.warning("could not extend the lease of message=%s: %s", held.delivery.id, exc)
+            log.warning(
+                "could not extend the lease of message=%s: %s", escape(held.delivery.id), exc
+            )
             return
         finally:
             held._extending = False
         if extended:
             held.lease_until = max(held.lease_until, sent + held.visibility_s)
         elif held in self._held:
-            log.warning("lost the lease of message=%s; cancelling its handler", held.delivery.id)
+            log.warning(
+                "lost the lease of message=%s; cancelling its handler", escape(held.delivery.id)
+            )
             held.lose()
 
     async def close(self) -> None:

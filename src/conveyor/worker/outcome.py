@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from conveyor.queues.base import Delivery, QueueBackend
+from conveyor.queues.headers import escape
 from conveyor.worker.leases import Held
 from conveyor.worker.logs import StructuredLog
 
@@ -77,7 +78,7 @@ async def settle(backend: QueueBackend, delivery: Delivery, verdict: Verdict) ->
             if pause_s is None:
                 log.error(
                     "could not settle message=%s as %s: %s: %s",
-                    delivery.id,
+                    escape(delivery.id),
                     verdict.action.value,
                     type(exc).__name__,
                     exc,
