@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
 from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelInvalidStateError
 
-from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError
+from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError, PublishFailed
 from conveyor.queues.base import (
     CheckResult,
     DeadLetterPage,
@@ -34,7 +34,13 @@ from conveyor.queues.base import (
 from conveyor.queues.model import Credentials, Queue
 from conveyor.queues.rabbitmq import frames, topology, wire
 from conveyor.queues.rabbitmq.batch import publish_confirmed
-from conveyor.queues.rabbitmq.connection import Timeouts, connect, connection_url, peer_of
+from conveyor.queues.rabbitmq.connection import (
+    Timeouts,
+    connect,
+    connection_frame_max,
+    connection_url,
+    peer_of,
+)
 from conveyor.queues.rabbitmq.consumer import Prefetcher
 from conveyor.queues.rabbitmq.dead_letters import DeadLetters
 from conveyor.queues.rabbitmq.errors import translated
@@ -94,6 +100,8 @@ class RabbitMQBackend:
             with contextlib.suppress(Exception):
                 await connection.close()
             raise
+        frame_max = connection_frame_max(connection)
+        self._settler.frame_max = state.dead.frame_max = frame_max
         self._open = state
 
     async def close(self) -> None:
@@ -126,6 +134,12 @@ class RabbitMQBackend:
     async def send(self, body: bytes, properties: wire.Properties, routing_key: str) -> None:
         """Publish and wait for RabbitMQ's confirm (an unroutable message is an error)."""
         timeout_s = self.timeouts.operation_s
+        if not wire.fits(properties, self._settler.frame_max):
+            # RabbitMQ would close the connection, and every delivery on it, over it.
+            raise PublishFailed(
+                "the message's headers do not fit in one AMQP frame "
+                f"({self._settler.frame_max} bytes)"
+            )
         async with translated(self.peer, "publishing", timeout_s=timeout_s, enforce=False):
             channel = await self._channel()
             await channel.basic_publish(

@@ -47,6 +47,8 @@ class DeadLetters:
         self._publish = publish
         self._peer = peer
         self._timeouts = timeouts
+        #: The connection's negotiated frame size: every copy is made to fit in it.
+        self.frame_max = wire.FRAME_MAX
 
     def _step(self, action: str) -> contextlib.AbstractAsyncContextManager[None]:
         return translated(self._peer, action, timeout_s=self._timeouts.operation_s)
@@ -121,6 +123,7 @@ class DeadLetters:
             wire.Stamp.of(message),
             attempt=1,
             drop_headers=(wire.HEADER_DEAD_AT, wire.HEADER_DEAD_LETTER_ID),
+            frame_max=self.frame_max,
         )
         await self._publish(message.body, fresh, self._topology.name)
 

@@ -12,6 +12,7 @@ and acks the old one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, TypeAlias
 
 from aio_pika.abc import AbstractIncomingMessage
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from conveyor.queues import base
 from conveyor.queues import headers as parse
@@ -33,10 +35,25 @@ PERSISTENT = 2
 Properties: TypeAlias = Basic.Properties
 #: Errors are kept for people to read; a full traceback is cut to this many characters.
 MAX_ERROR_CHARS = 4000
+#: Names of the headers dropped from a copy so that it fits in one frame (see `fit`).
+HEADER_DROPPED = "conveyor-dropped-headers"
+#: RabbitMQ's default frame size; the backend passes the one it negotiated.
+FRAME_MAX = 131_072
+#: The frame's own header and end, and room to spare.
+_FRAME_OVERHEAD = 64
+MAX_DROPPED_CHARS = 1000
+#: A last error cut this short when even that is needed to fit.
+SHORT_ERROR_CHARS = 500
+#: Headers a copy never drops.
+_KEPT = frozenset(
+    {base.HEADER_MESSAGE_ID, base.HEADER_ATTEMPT, base.HEADER_PUBLISHED_AT, HEADER_DROPPED}
+)
 #: The attempt of a message read without its queue's options (dead-letter listings).
 MAX_ATTEMPTS = 1000
 #: Headers the broker manages; a re-published copy starts without them.
 _BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+
+log = logging.getLogger(__name__)
 
 
 def outgoing(message: OutgoingMessage) -> Properties:
@@ -116,8 +133,10 @@ def copy(
     set_headers: Mapping[str, str] | None = None,
     drop_headers: tuple[str, ...] = (),
     expiration_ms: int | None = None,
+    frame_max: int = FRAME_MAX,
 ) -> Properties:
-    """Properties for a new broker copy of `message`: same id and properties, new headers."""
+    """Properties for a new broker copy of `message`: same id and properties, new headers,
+    made to fit in one frame of `frame_max` bytes (see `fit`)."""
     headers = {
         k: v
         for k, v in (message.headers or {}).items()
@@ -128,7 +147,7 @@ def copy(
     headers[base.HEADER_PUBLISHED_AT] = str(stamp.published_at_ms)
     for key, value in (set_headers or {}).items():
         headers[key] = value[:MAX_ERROR_CHARS]
-    return Properties(
+    properties = Properties(
         content_type=message.content_type,
         content_encoding=message.content_encoding,
         headers=headers,
@@ -140,6 +159,67 @@ def copy(
         message_id=stamp.id,
         message_type=message.type,
         app_id=message.app_id,
+    )
+    return fit(properties, frame_max, message_id=stamp.id)
+
+
+def header_bytes(properties: Properties) -> int:
+    """The size of the content-header frame that carries `properties`."""
+    return len(ContentHeader(0, 0, properties).marshal())
+
+
+def fits(properties: Properties, frame_max: int) -> bool:
+    # A cheap bound first: only headers near the limit are encoded to be measured.
+    rough = sum(len(k) + _rough_len(v) for k, v in (properties.headers or {}).items())
+    return rough * 2 < frame_max or header_bytes(properties) <= frame_max - _FRAME_OVERHEAD
+
+
+def fit(properties: Properties, frame_max: int, *, message_id: str) -> Properties:
+    """`properties` shrunk to fit in one frame: AMQP cannot split a content header, and
+    RabbitMQ closes the whole connection (every delivery on it) over one too large.
+
+    Foreign headers go first, the largest first, their names kept in
+    `conveyor-dropped-headers`; then the last error is cut short; then any header but
+    Conveyor's id, attempt and publish time."""
+    if fits(properties, frame_max):
+        return properties
+    headers = dict(properties.headers or {})
+    dropped: list[str] = []
+
+    def shrink(candidates: list[str]) -> bool:
+        for name in sorted(candidates, key=lambda k: _rough_len(headers[k]), reverse=True):
+            del headers[name]
+            dropped.append(name)
+            headers[HEADER_DROPPED] = ",".join(dropped)[:MAX_DROPPED_CHARS]
+            properties.headers = headers
+            if fits(properties, frame_max):
+                return True
+        return False
+
+    foreign = [k for k in headers if not k.startswith("conveyor-")]
+    if not shrink(foreign):
+        error = headers.get(HEADER_LAST_ERROR)
+        if isinstance(error, str):
+            headers[HEADER_LAST_ERROR] = error[:SHORT_ERROR_CHARS]
+            properties.headers = headers
+        if not fits(properties, frame_max):
+            shrink([k for k in headers if k not in _KEPT])
+    log.warning(
+        "message %s: headers dropped to fit RabbitMQ's frame size (%d bytes): %s",
+        parse.escape(message_id),
+        frame_max,
+        parse.escape(",".join(dropped)[:200]) or "none (the last error was cut short)",
+    )
+    return properties
+
+
+def _rough_len(value: Any) -> int:
+    return (
+        len(value)
+        if isinstance(value, str | bytes)
+        else 16
+        if not isinstance(value, dict | list)
+        else 4096
     )
 
 
