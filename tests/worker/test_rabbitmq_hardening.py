@@ -13,7 +13,9 @@ from conveyor import Context, handler
 from conveyor.platform import Platform
 from conveyor.queues import base
 from conveyor.queues.rabbitmq.backend import RabbitMQBackend
+from conveyor.queues.rabbitmq.topology import Topology
 from conveyor.worker.handlers import HandlerRegistry
+from tests import rabbitmq
 from tests.worker.conftest import NewQueue, only
 from tests.worker.helpers import Recorder, drained, eventually, running
 
@@ -64,3 +66,55 @@ async def test_a_header_near_the_frame_limit_never_drops_the_connection(
     assert "RuntimeError: eeee" in (letter.last_error or "")
     assert letter.headers.get("conveyor-dropped-headers") == "x-big", sorted(letter.headers)
     assert "x-big" not in letter.headers
+
+
+@only("rabbitmq")
+async def test_redrive_all_moves_every_dead_letter_while_others_list_them(
+    platform: Platform, worker_queue: NewQueue
+) -> None:
+    queue = await worker_queue()
+    backend = await platform.backends.get(queue)
+    assert isinstance(backend, RabbitMQBackend)
+    # Given 2,000 dead letters
+    total = 2000
+    letters = Topology(queue.name).dead_letters
+    for start in range(0, total, 200):
+        await asyncio.gather(
+            *(
+                backend.send(b'{"handler": "x"}', _letter(n), letters)
+                for n in range(start, start + 200)
+            )
+        )
+    # and three other processes listing them, page after page (each its own connection)
+    listers = [RabbitMQBackend(queue, rabbitmq.split_url()[1]) for _ in range(3)]
+    pages = 0
+
+    async def browse(lister: RabbitMQBackend) -> None:
+        nonlocal pages
+        await lister.open()
+        try:
+            for _ in range(4):
+                await lister.dead_letters(limit=500)
+                pages += 1
+        finally:
+            await lister.close()
+
+    browsing = [asyncio.create_task(browse(lister)) for lister in listers]
+    await eventually(lambda: pages >= 1, what="the listers under way")
+
+    # When all are redriven
+    moved = await backend.redrive(None)
+    await asyncio.gather(*browsing)
+
+    # Then "all" meant all
+    assert moved == total
+    sizes = await backend.stats()
+    assert (sizes.dead, sizes.ready) == (0, total)
+
+
+def _letter(n: int) -> Basic.Properties:
+    headers: dict[str, Any] = {
+        base.HEADER_MESSAGE_ID: f"m-{n}",
+        "conveyor-dead-letter-id": f"d-{n}",
+    }
+    return Basic.Properties(headers=headers, message_id=f"m-{n}", delivery_mode=2)
