@@ -128,7 +128,7 @@ class Dispatcher:
     async def _run(self, spec: HandlerSpec, context: Context, held: Held) -> Verdict:
         timeout_s = spec.timeout_s or held.visibility_s
         future = self._start(spec, context)
-        held.handler = future
+        held.handler, held.handler_name = future, spec.name
         done, _ = await asyncio.wait({future}, timeout=timeout_s)
         timed_out = not done
         if timed_out and spec.is_async:

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
@@ -48,8 +51,19 @@ from conveyor.queues.rabbitmq.leases import Lease, Leases, channel_open
 from conveyor.queues.rabbitmq.settle import Settler
 
 log = logging.getLogger(__name__)
+#: An AMQP heartbeat: frame type 8 on channel 0, empty, frame end.
+HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 frames.install()
+
+
+def _socket_writer(connection: object) -> Any:
+    """The transport aiormq writes a connection's frames to: a local of its writer task
+    (aiormq keeps it nowhere else; it is pinned exactly). Read while the task waits."""
+    get_coro = getattr(getattr(connection, "_writer_task", None), "get_coro", None)
+    frame = getattr(get_coro(), "cr_frame", None) if callable(get_coro) else None
+    writer = frame.f_locals.get("writer") if isinstance(frame, FrameType) else None
+    return writer.transport if isinstance(writer, asyncio.StreamWriter) else None
 
 
 class _Open:
@@ -117,6 +131,28 @@ class RabbitMQBackend:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.timeouts.operation_s):
                 await state.connection.close()
+
+    def heartbeat_while_blocked(self) -> None:
+        """Send an AMQP heartbeat from another thread while the event loop is blocked (a
+        handler calling blocking code; see `worker.watchdog`), so that RabbitMQ does not
+        close the connection and hand the messages this worker holds, the running one
+        too, to other consumers. Best effort: only on a plain TCP connection with nothing
+        else waiting to be sent, since the frame goes straight to the socket."""
+        state = self._open
+        underlay = state.connection.transport if state is not None else None
+        transport = _socket_writer(getattr(underlay, "connection", None))
+        # asyncio's or uvloop's transport (no common base class): read alike.
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_extra_info("sslcontext") is not None
+            or transport.get_write_buffer_size()
+        ):
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # full or closed: the next beat may do
+                os.write(sock.fileno(), HEARTBEAT_FRAME)
 
     # Publishing
 
