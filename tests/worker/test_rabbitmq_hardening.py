@@ -5,8 +5,10 @@ lost connections (item 8)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from pamqp.commands import Basic
 
 from conveyor import Context, handler
@@ -16,6 +18,7 @@ from conveyor.queues.rabbitmq.backend import RabbitMQBackend
 from conveyor.queues.rabbitmq.topology import Topology
 from conveyor.worker.handlers import HandlerRegistry
 from tests import rabbitmq
+from tests.tcp_proxy import TcpProxy
 from tests.worker.conftest import NewQueue, only
 from tests.worker.helpers import Recorder, drained, eventually, running
 
@@ -118,3 +121,58 @@ def _letter(n: int) -> Basic.Properties:
         "conveyor-dead-letter-id": f"d-{n}",
     }
     return Basic.Properties(headers=headers, message_id=f"m-{n}", delivery_mode=2)
+
+
+@only("rabbitmq")
+async def test_acks_lost_with_a_half_open_connection_are_logged_as_such(
+    platform: Platform, worker_queue: NewQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    rabbitmq.require()
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
+        # Given a worker whose connection to RabbitMQ goes through a proxy
+        queue = await worker_queue()
+        proxied = f"amqp://127.0.0.1:{proxy.port}/?heartbeat=30"
+        queue = await platform.queues.update(queue.id, {"url": proxied})
+        await platform.backends.discard(queue.id)
+        ids = [
+            (await platform.publisher.publish_object(queue, {"handler": "hold"}))["message-id"]
+            for _ in range(3)
+        ]
+        release = asyncio.Event()
+        entered: list[tuple[str, int]] = []
+
+        @handler("hold", auto_ack=True)
+        async def hold(context: Context) -> None:
+            entered.append((context.message.id, context.message.attempt))
+            await release.wait()
+
+        with caplog.at_level(logging.INFO, logger="conveyor"):
+            async with running(platform, queue, HandlerRegistry([hold])) as worker:
+                await eventually(lambda: len(entered) == 3, what="3 handlers running")
+                # When the network drops all it gets, then resets, while they ack
+                proxy.stall()
+                release.set()
+                await eventually(lambda: _count(caplog, "result=ack-sent") == 3, what="acks")
+                proxy.cut()
+                proxy.restore()
+                # the broker hands the three out again, and they are handled again
+                await eventually(
+                    lambda: (
+                        sorted(entered) == sorted([(i, 1) for i in ids] + [(i, 2) for i in ids])
+                    ),
+                    timeout_s=30,
+                    what="the three delivered again",
+                )
+                await eventually(lambda: worker.counters.acked == 6, what="acked again")
+
+    # Then the log said what happened: acks sent (not known to be received), the
+    # connection lost, the messages delivered again, the connection back
+    assert _count(caplog, "lost the connection to RabbitMQ") >= 1
+    for message_id in ids:
+        assert _count(caplog, f"RabbitMQ delivered message {message_id} again") == 1
+    assert _count(caplog, "reconnected to RabbitMQ") >= 1
+    assert _count(caplog, "result=acked") == 0
+
+
+def _count(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(text in r.getMessage() for r in caplog.records if r.name.startswith("conveyor"))

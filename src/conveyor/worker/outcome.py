@@ -159,6 +159,14 @@ def log_outcome(
 ) -> None:
     """The one line per message: handler, id, attempt, duration and result."""
     result = verdict.action.value if settled is not False else Action.LOST.value
+    if (
+        settled
+        and verdict.action is Action.ACK
+        and not getattr(held.backend, "acks_confirmed", True)
+    ):
+        # The broker does not answer an ack (AMQP): it was sent; a connection lost
+        # before it arrived makes the broker deliver the message again.
+        result = "ack-sent"
     if settled is None and verdict.action not in (Action.ABANDON, Action.LOST):
         result += "-unsettled"
     fields: dict[str, object] = {

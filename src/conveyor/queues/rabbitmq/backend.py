@@ -26,6 +26,7 @@ from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelInvalidStateError
 
 from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError, PublishFailed
+from conveyor.queues import headers as parse
 from conveyor.queues.base import (
     CheckResult,
     DeadLetterPage,
@@ -79,6 +80,9 @@ class _Open:
 
 
 class RabbitMQBackend:
+    #: AMQP has no answer to basic.ack: an ack is sent, never confirmed.
+    acks_confirmed = False
+
     def __init__(
         self, queue: Queue, credentials: Credentials, *, timeouts: Timeouts | None = None
     ) -> None:
@@ -114,6 +118,8 @@ class RabbitMQBackend:
             with contextlib.suppress(Exception):
                 await connection.close()
             raise
+        connection.close_callbacks.add(self._connection_lost)
+        connection.reconnect_callbacks.add(self._reconnected)
         frame_max = connection_frame_max(connection)
         self._settler.frame_max = state.dead.frame_max = frame_max
         self._open = state
@@ -131,6 +137,19 @@ class RabbitMQBackend:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.timeouts.operation_s):
                 await state.connection.close()
+
+    def _connection_lost(self, _: object, exc: BaseException | None = None) -> None:
+        if self._open is not None:  # not closed on purpose
+            reason = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
+            log.warning(
+                "lost the connection to RabbitMQ at %s (%s); reconnecting; messages "
+                "delivered on it and not acked yet come back",
+                self.peer,
+                reason[:300],
+            )
+
+    def _reconnected(self, _: object) -> None:
+        log.warning("reconnected to RabbitMQ at %s", self.peer)
 
     def heartbeat_while_blocked(self) -> None:
         """Send an AMQP heartbeat from another thread while the event loop is blocked (a
@@ -228,6 +247,12 @@ class RabbitMQBackend:
         stamp = wire.Stamp.of(message, max_attempts=self.queue.options.max_attempts)
         if message.redelivered:
             # An earlier delivery of this copy was never settled: count it, put it back.
+            log.warning(
+                "RabbitMQ delivered message %s again (attempt %d): an earlier delivery "
+                "was never settled, or its ack was lost with its connection",
+                parse.escape(stamp.id),
+                stamp.attempt,
+            )
             try:
                 await self._settler.put_back(message, stamp)
             except ConveyorError as exc:  # given back to RabbitMQ; the others still go out
