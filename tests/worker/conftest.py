@@ -2,7 +2,8 @@
 
 Every test taking `worker_queue` runs on the embedded queue (SQLite and PostgreSQL);
 tests marked `every_backend` also run on RabbitMQ, Kafka and SQS, but for the backends
-named in `every_backend(but={type: why})`. Adding a backend is
+named in `every_backend(but={type: why})`; tests decorated `@only(type, …)` run on
+those types alone. Adding a backend is
 one entry in `QUEUE_TYPES` (with its marker) and one in `QUEUE_SPECS` (how to register
 such a queue for a test, and how to remove what the broker kept of it). Broker queues
 run on the SQLite platform database only: the database holds just their registration,
@@ -86,6 +87,16 @@ QUEUE_TYPES = [
 NewQueue = Callable[..., Awaitable[Queue]]
 
 
+def only(*types: str) -> pytest.MarkDecorator:
+    """Run a worker test on these queue types alone: `@only("rabbitmq")`."""
+    params = [p for p in QUEUE_TYPES if (p if isinstance(p, str) else p.values[0]) in types]
+    return pytest.mark.parametrize("queue_type", params)
+
+
+def _chosen(item: pytest.Item) -> bool:
+    return any(m.args and m.args[0] == "queue_type" for m in item.iter_markers("parametrize"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Broker queues for `every_backend` tests, on SQLite only (see the module docstring)."""
     kept, dropped = [], []
@@ -94,7 +105,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = callspec.params if callspec is not None else {}
         broker = params.get("queue_type", "embedded") != "embedded"
         marker = item.get_closest_marker("every_backend")
-        wanted = marker is not None and params.get("queue_type") not in marker.kwargs.get("but", {})
+        wanted = _chosen(item) or (
+            marker is not None and params.get("queue_type") not in marker.kwargs.get("but", {})
+        )
         on_sqlite = params.get("database") != "postgres"
         (kept if not broker or (wanted and on_sqlite) else dropped).append(item)
     if dropped:

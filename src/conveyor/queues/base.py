@@ -19,9 +19,10 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
+from conveyor.queues.headers import from_epoch_ms
 from conveyor.queues.model import Queue
 
 #: Header names, as seen by handlers and by other consumers of the broker.
@@ -79,7 +80,7 @@ class Delivery:
 
     @property
     def published_at(self) -> datetime:
-        return datetime.fromtimestamp(self.published_at_ms / 1000, UTC)
+        return from_epoch_ms(self.published_at_ms)
 
 
 @dataclass(frozen=True)

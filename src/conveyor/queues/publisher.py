@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,7 +50,12 @@ class Publisher:
         self._activity = activity
 
     async def publish(
-        self, queue: Queue, body: bytes, *, idempotency_key: str | None = None
+        self,
+        queue: Queue,
+        body: bytes,
+        *,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Publish one JSON object (raw bytes, checked here); the API's answer."""
         parse_object(body, max_bytes=queue.options.max_message_bytes)
@@ -61,7 +66,8 @@ class Publisher:
             self._published(queue)
             return answer
 
-        return await self._once(queue, idempotency_key, [OutgoingMessage(body=body)], send)
+        message = OutgoingMessage(body=body, headers=headers or {})
+        return await self._once(queue, idempotency_key, [message], send)
 
     async def publish_batch(
         self, queue: Queue, body: bytes, *, idempotency_key: str | None = None
@@ -86,9 +92,11 @@ class Publisher:
 
         return await self._once(queue, idempotency_key, outgoing, send)
 
-    async def publish_object(self, queue: Queue, payload: dict[str, Any]) -> dict[str, Any]:
+    async def publish_object(
+        self, queue: Queue, payload: dict[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """Publish a Python dict (CLI, handlers): the same checks as the API."""
-        return await self.publish(queue, orjson.dumps(payload))
+        return await self.publish(queue, orjson.dumps(payload), headers=headers)
 
     def _published(self, queue: Queue) -> None:
         if self._activity is not None:

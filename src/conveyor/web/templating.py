@@ -13,6 +13,7 @@ from fastapi import Request
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
+from conveyor.queues.headers import from_epoch_ms
 from conveyor.web.sessions import Session
 
 HERE = Path(__file__).parent
@@ -32,7 +33,7 @@ def when(value: datetime | int | None) -> str:
     if value is None:
         return "—"
     if isinstance(value, int):
-        value = datetime.fromtimestamp(value / 1000, UTC)
+        value = from_epoch_ms(value)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

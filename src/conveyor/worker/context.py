@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from conveyor.exceptions import ConveyorError
+from conveyor.queues import headers as parse
 from conveyor.storage.records import Records
 
 if TYPE_CHECKING:
@@ -30,6 +32,15 @@ if TYPE_CHECKING:
     from conveyor.worker.mail import Mailer
 
 T = TypeVar("T")
+
+#: How many handlers in a row published the message (see `Context.publish`).
+HEADER_HOPS = "conveyor-hops"
+#: Handlers publishing a message in a row, at most.
+MAX_HOPS = 100
+
+
+class HopLimitExceeded(ConveyorError):
+    """A handler's publish went past MAX_HOPS: handlers publishing in a loop?"""
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,14 @@ class Message:
     published_at: datetime
     #: The handler name it was dispatched on.
     handler: str
+
+    @property
+    def hops(self) -> int:
+        """Handlers that published the messages leading to this one (0: published
+        from outside a handler)."""
+        return parse.bounded(
+            self.headers.get(HEADER_HOPS), 0, MAX_HOPS, header=HEADER_HOPS, message_id=self.id
+        )
 
 
 class Runtime:
@@ -117,10 +136,22 @@ class Context:
         return self._batteries.platform.storage.records
 
     async def publish(self, queue: str, payload: Mapping[str, Any]) -> dict[str, str]:
-        """Publish a JSON object to a registered queue (by name or id); the API's answer."""
+        """Publish a JSON object to a registered queue (by name or id); the API's answer.
+
+        The message carries `conveyor-hops`, one more than the message being handled:
+        past `MAX_HOPS` the publish is refused (`HopLimitExceeded`), so handlers that
+        publish to each other (or to their own queue) cannot loop for ever."""
+        hops = self.message.hops + 1
+        if hops > MAX_HOPS:
+            raise HopLimitExceeded(
+                f"message {self.message.id} was published by handlers {MAX_HOPS} times "
+                "in a row: a loop? (see conveyor-hops)"
+            )
         platform = self._batteries.platform
         target = await platform.queues.find(queue)
-        answer: dict[str, str] = await platform.publisher.publish_object(target, dict(payload))
+        answer: dict[str, str] = await platform.publisher.publish_object(
+            target, dict(payload), headers={HEADER_HOPS: str(hops)}
+        )
         return answer
 
     def run(self, awaitable: Awaitable[T]) -> T:

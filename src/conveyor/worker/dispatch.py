@@ -13,7 +13,7 @@ import contextvars
 import functools
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -63,6 +63,24 @@ def describe(exc: BaseException) -> str:
     return clip(text)
 
 
+class HandlerExit(Exception):
+    """The handler raised KeyboardInterrupt or SystemExit: its failure, not the worker's."""
+
+
+async def contained(call: Awaitable[object]) -> object:
+    """Await an async handler, turning a BaseException it raises into `HandlerExit`.
+
+    asyncio re-raises KeyboardInterrupt and SystemExit out of the event loop, which
+    would stop the whole worker. A real SIGINT or SIGTERM never raises in a handler
+    (the worker handles them with `loop.add_signal_handler`), so one raised here is
+    the handler's own doing. Cancellation passes through.
+    """
+    try:
+        return await call
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise HandlerExit(f"the handler raised {type(exc).__name__}({exc})") from exc
+
+
 class Dispatcher:
     """Runs deliveries through their handlers; shared by all of a worker's tasks."""
 
@@ -110,7 +128,7 @@ class Dispatcher:
     async def _run(self, spec: HandlerSpec, context: Context, held: Held) -> Verdict:
         timeout_s = spec.timeout_s or held.visibility_s
         future = self._start(spec, context)
-        held.handler = future
+        held.handler, held.handler_name = future, spec.name
         done, _ = await asyncio.wait({future}, timeout=timeout_s)
         timed_out = not done
         if timed_out and spec.is_async:
@@ -137,7 +155,7 @@ class Dispatcher:
 
     def _start(self, spec: HandlerSpec, context: Context) -> asyncio.Future[object]:
         if spec.is_async:
-            return asyncio.ensure_future(spec.function(context))  # type: ignore[arg-type]
+            return asyncio.ensure_future(contained(spec.function(context)))  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, spec.function, context)
         return loop.run_in_executor(self.threads, call)
@@ -146,6 +164,8 @@ class Dispatcher:
         if future.cancelled():
             return Verdict(Action.RETRY, self.backoff(held), "the handler was cancelled", True)
         error = future.exception()
+        if isinstance(error, HandlerExit) and error.__cause__ is not None:
+            error = error.__cause__
         if isinstance(error, Reject):
             return Verdict(Action.DEAD, error=clip(f"rejected: {error.reason}"))
         if isinstance(error, Retry):

@@ -5,7 +5,10 @@ queue's visibility timeout, which is never later than the backend's own. The kee
 extends a lease once a third of it is used. When the backend says the lease is lost,
 or the deadline comes within `margin` without a confirmed extension, the delivery is
 marked lost and its handler is cancelled: somebody else may now hold the message, and
-one delivery must never run twice at the same time.
+one delivery must never run twice at the same time. After the event loop was blocked
+(ticks late), a lease past its deadline is not given up unasked: the keeper asks the
+backend to extend it, and gives it up only if the backend says it is lost (or does not
+answer within `STALL_GRACE_S`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,16 @@ import time
 from dataclasses import dataclass, field
 
 from conveyor.queues.base import Delivery, QueueBackend
+from conveyor.queues.headers import escape
 from conveyor.queues.model import Queue
 
 log = logging.getLogger("conveyor.worker")
+
+#: Ticks this much later than due mean the event loop was blocked.
+STALL_S = 1.0
+#: After a blocked loop, how long a lease past its deadline waits for the backend to
+#: say whether it still holds.
+STALL_GRACE_S = 5.0
 
 
 @dataclass(eq=False)
@@ -32,6 +42,8 @@ class Held:
     #: `time.monotonic()` after which the backend may hand the message to someone else.
     lease_until: float
     handler: asyncio.Future[object] | None = None
+    #: The name of the handler running it, once it runs.
+    handler_name: str | None = None
     lost: bool = False
     #: Cancelled by a forced shutdown (retried), not by a lost lease.
     interrupted: bool = False
@@ -53,6 +65,7 @@ class LeaseKeeper:
         self.tick_s = tick_s
         self._held: set[Held] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last_check = time.monotonic()
 
     @classmethod
     def for_queues(cls, queues: list[Queue]) -> LeaseKeeper:
@@ -71,35 +84,51 @@ class LeaseKeeper:
             await asyncio.sleep(self.tick_s)
 
     def check(self, now: float) -> None:
+        # Ticks far apart: the event loop was blocked (see `watchdog`), and no extension
+        # could be sent. Whether a lease still holds is the backend's to say, then.
+        stalled = now - self._last_check > self.tick_s * 3 + STALL_S
+        self._last_check = now
         for held in list(self._held):
             if held.lost:
                 continue
             vt = held.visibility_s
-            if now >= held.lease_until - margin_s(vt):
+            if stalled and now >= held.lease_until - margin_s(vt):
+                held.lease_until = now + margin_s(vt) + STALL_GRACE_S
+                self._start_extending(held)
+            elif now >= held.lease_until - margin_s(vt):
                 log.warning(
                     "lease of message=%s ran out before it could be extended; giving it up",
-                    held.delivery.id,
+                    escape(held.delivery.id),
                 )
                 held.lose()
-            elif held.lease_until - now < vt * 2 / 3 and not held._extending:
-                held._extending = True
-                task = asyncio.create_task(self._extend(held))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            elif held.lease_until - now < vt * 2 / 3:
+                self._start_extending(held)
+
+    def _start_extending(self, held: Held) -> None:
+        if held._extending:
+            return
+        held._extending = True
+        task = asyncio.create_task(self._extend(held))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _extend(self, held: Held) -> None:
         sent = time.monotonic()
         try:
             extended = await held.backend.extend_lease(held.delivery, seconds=held.visibility_s)
         except Exception as exc:
-            log.warning("could not extend the lease of message=%s: %s", held.delivery.id, exc)
+            log.warning(
+                "could not extend the lease of message=%s: %s", escape(held.delivery.id), exc
+            )
             return
         finally:
             held._extending = False
         if extended:
             held.lease_until = max(held.lease_until, sent + held.visibility_s)
         elif held in self._held:
-            log.warning("lost the lease of message=%s; cancelling its handler", held.delivery.id)
+            log.warning(
+                "lost the lease of message=%s; cancelling its handler", escape(held.delivery.id)
+            )
             held.lose()
 
     async def close(self) -> None:

@@ -11,14 +11,18 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from conveyor.queues.headers import escape
+
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@+")
 
 
 def render_value(value: object) -> str:
+    """`value` as one token: bare when it is plain, else quoted with `\\`, `"` and every
+    control character escaped (a value, say a foreign message id, cannot forge a line)."""
     text = value if isinstance(value, str) else repr(value) if value is None else str(value)
     if text and all(c in _SAFE for c in text):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = escape(text.replace("\\", "\\\\").replace('"', '\\"'))
     return f'"{escaped}"'
 
 

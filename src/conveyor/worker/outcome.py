@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from conveyor.queues.base import Delivery, QueueBackend
+from conveyor.queues.headers import escape
 from conveyor.worker.leases import Held
 from conveyor.worker.logs import StructuredLog
 
@@ -77,7 +78,7 @@ async def settle(backend: QueueBackend, delivery: Delivery, verdict: Verdict) ->
             if pause_s is None:
                 log.error(
                     "could not settle message=%s as %s: %s: %s",
-                    delivery.id,
+                    escape(delivery.id),
                     verdict.action.value,
                     type(exc).__name__,
                     exc,
@@ -158,6 +159,14 @@ def log_outcome(
 ) -> None:
     """The one line per message: handler, id, attempt, duration and result."""
     result = verdict.action.value if settled is not False else Action.LOST.value
+    if (
+        settled
+        and verdict.action is Action.ACK
+        and not getattr(held.backend, "acks_confirmed", True)
+    ):
+        # The broker does not answer an ack (AMQP): it was sent; a connection lost
+        # before it arrived makes the broker deliver the message again.
+        result = "ack-sent"
     if settled is None and verdict.action not in (Action.ABANDON, Action.LOST):
         result += "-unsettled"
     fields: dict[str, object] = {

@@ -42,6 +42,7 @@ from conveyor.worker.logs import StructuredLog
 from conveyor.worker.mail import Mailer
 from conveyor.worker.outcome import Action, Counters, Verdict, log_outcome, settle
 from conveyor.worker.retry import Backoff
+from conveyor.worker.watchdog import Watchdog
 
 log = logging.getLogger("conveyor.worker")
 
@@ -64,6 +65,8 @@ class WorkerOptions:
     #: Longest single wait of a receive call (a stop waits for it).
     receive_wait_s: float = 1.0
     heartbeat_s: float = 10.0
+    #: The event loop silent this long: the watchdog names the handler blocking it.
+    blocked_loop_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -112,6 +115,7 @@ class Worker:
         self._keeper = LeaseKeeper.for_queues(self.queues)
         self._log = StructuredLog(log, {"worker": self.id})
         self._dispatcher: Dispatcher | None = None
+        self._watchdog: Watchdog
 
     @property
     def info(self) -> WorkerInfo:
@@ -134,6 +138,10 @@ class Worker:
     async def run(self) -> None:
         """Work until `stop()` is called."""
         loop = asyncio.get_running_loop()
+        self._watchdog = Watchdog(
+            loop, self._running_in, self._log, blocked_s=self.options.blocked_loop_s
+        )
+        self._watchdog.start()
         threads = ThreadPoolExecutor(self.options.concurrency, "conveyor-handler")
         heartbeat = Heartbeat(WorkerDirectory(self.platform.db), self.info, self.counters)
         background = [
@@ -164,6 +172,7 @@ class Worker:
                 finally:
                     await self._shutdown(fetchers)
         finally:
+            self._watchdog.stop()
             for task in background:
                 task.cancel()
             for task in background:
@@ -176,6 +185,17 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await backend.close()
             self._log.info("worker stopped", **self.counters.summary())
+
+    def _running_in(self, task: asyncio.Task[object] | None) -> dict[str, object]:
+        """The handler and message `task` runs (from the watchdog's thread)."""
+        for held in list(self._running.values()):
+            if task is not None and held.handler is task:
+                return {
+                    "handler": held.handler_name or "-",
+                    "message_id": held.delivery.id,
+                    "queue": held.queue.name,
+                }
+        return {}
 
     def _backoff(self, held: Held) -> float:
         return self._backoffs[held.queue.id].delay_s(held.delivery.attempt)
@@ -226,6 +246,9 @@ class Worker:
                 await self._pause(min(MAX_RECONNECT_PAUSE_S, 0.5 * 2**failures))
                 continue
             self._backends.append(backend)
+            keep_alive = getattr(backend, "heartbeat_while_blocked", None)
+            if callable(keep_alive):
+                self._watchdog.keep_alive(keep_alive)
             return backend
         return None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -15,6 +15,7 @@ from conveyor.exceptions import BackendError
 from conveyor.keys import ApiKey, Scope
 from conveyor.queues import probes
 from conveyor.queues.base import DeadLetter, QueueBackend
+from conveyor.queues.headers import from_epoch_ms
 from conveyor.queues.model import Queue, QueueType
 
 router = Router(prefix="/api/v1/zstorage/queues", tags=["queues"])
@@ -137,7 +138,8 @@ class Moved(BaseModel):
 
 
 def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    # Clamped: a stored letter's time must never make its listing fail.
+    return from_epoch_ms(ms)
 
 
 async def _backend(request: Request, queue_id: str) -> tuple[Queue, QueueBackend]:

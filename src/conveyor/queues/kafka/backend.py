@@ -16,6 +16,11 @@ What Kafka gives and what Conveyor adds on top of it:
 - Retry: a copy of the record (same message id, headers `conveyor-deliveries` and
   `conveyor-not-before`) is written to `<topic>.retry`, which the group also reads;
   the copy is handed out once its time has come. Then the original is settled.
+- Delays: a record waiting for its `conveyor-not-before` (capped at a day ahead) holds
+  back its partition's commits; when a later record of the partition is settled
+  behind it for `PARK_AFTER_S`, and when the backend closes, it is written again at
+  the end of the retry topic and settled, so a restart never runs settled records
+  again (a crash may: those settled in the last `PARK_AFTER_S`).
 - Dead letters: a copy goes to `<topic>.dlq`; see `dead_letters.py` for listing,
   redrive (back through `<topic>.retry`) and delete.
 - Stats: `ready` is the group's lag over the topic and its retry topic, minus what
@@ -29,6 +34,7 @@ What Kafka gives and what Conveyor adds on top of it:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 
 from conveyor.exceptions import BackendError, ConveyorError
@@ -41,6 +47,7 @@ from conveyor.queues.base import (
     PublishResult,
     QueueStats,
 )
+from conveyor.queues.kafka import ledger
 from conveyor.queues.kafka.cluster import Cluster
 from conveyor.queues.kafka.config import REQUEST_TIMEOUT_S, KafkaConfig
 from conveyor.queues.kafka.consumer import GroupConsumer
@@ -56,6 +63,9 @@ from conveyor.queues.kafka.records import (
 from conveyor.queues.model import Credentials, Queue
 
 LEASE_EXPIRED_ERROR = "the lease expired on every attempt (did the worker crash?)"
+#: How often a receiving backend looks for delayed records to park.
+PARK_CHECK_S = 1.0
+log = logging.getLogger(__name__)
 
 
 def _key(ordering_key: str | None) -> bytes | None:
@@ -73,7 +83,7 @@ class KafkaBackend:
         self.queue = queue
         self.config = KafkaConfig.of(queue, credentials)
         self._secret = self.config.password
-        self._ledger = Ledger()
+        self._ledger = Ledger(max_attempts=queue.options.max_attempts)
         self._wake = asyncio.Event()
         self._consumer: GroupConsumer | None = None
         self._producer: AsyncProducer | None = None
@@ -82,6 +92,7 @@ class KafkaBackend:
         #: Why an auxiliary topic (retry, dead letters) is missing, if it is.
         self._missing_topic: str | None = None
         self._closed = False
+        self._next_park_at = 0.0
 
     async def open(self) -> None:
         try:
@@ -139,6 +150,10 @@ class KafkaBackend:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._consumer is not None and self._producer is not None:
+            # Delayed records would hold back the commits of what was settled after
+            # them, and a new member would run all that again.
+            await self._park(held_s=None)
         self._closed = True
         consumer, self._consumer = self._consumer, None
         try:
@@ -199,6 +214,9 @@ class KafkaBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         lease_s = self.queue.options.visibility_timeout_s
+        if loop.time() >= self._next_park_at:
+            self._next_park_at = loop.time() + PARK_CHECK_S
+            await self._park(held_s=ledger.PARK_AFTER_S)
         while True:
             self._wake.clear()
             deliveries = await self._deliveries(self._ledger.take(max_messages, lease_s))
@@ -236,6 +254,31 @@ class KafkaBackend:
                 )
             )
         return deliveries
+
+    async def _park(self, *, held_s: float | None) -> None:
+        """Write delayed records again at the end of the retry topic, then settle them:
+        a delay never holds back the commits of the records after it for long."""
+        parked = self._ledger.to_park(now_ms=base.now_ms(), held_s=held_s)
+        if not parked:
+            return
+        copies = [
+            Outgoing(
+                self.config.retry_topic,
+                p.record.value,
+                p.record.key,
+                p.record.carried_headers({HEADER_NOT_BEFORE: p.not_before_ms}),
+            )
+            for p in parked
+        ]
+        try:
+            await self.producer.send_all(copies)
+        except ConveyorError as exc:
+            log.warning("could not write delayed records again (they wait here): %s", exc)
+            for p in parked:
+                self._ledger.unpark(p)
+            return
+        for p in parked:
+            self._ledger.settle(p.receipt)
 
     # -- settling -----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from conveyor.exceptions import BadRequest
 from conveyor.queues import base
+from conveyor.queues import headers as parse
 from conveyor.queues.base import DeadLetter, DeadLetterPage
 from conveyor.queues.kafka.cluster import Cluster, Offsets
 from conveyor.queues.kafka.config import KafkaConfig
@@ -28,6 +29,8 @@ from conveyor.queues.kafka.records import (
     Record,
 )
 
+#: Attempts shown for a dead letter, at most (the largest `max_attempts` there is).
+MAX_ATTEMPTS = 1000
 #: Above this many records to scan, `count` answers the span (an upper bound).
 COUNT_SCAN_LIMIT = 10_000
 
@@ -167,21 +170,27 @@ class DeadLetters:
 
 def _position(value: str) -> tuple[int, int]:
     partition, _, offset = value.partition(":")
-    if not (partition.isdigit() and offset.isdigit()):
+    if not (_digits(partition) and _digits(offset)):
         raise BadRequest(f"{value!r} is not a dead-letter id of this queue (partition:offset)")
     return int(partition), int(offset)
 
 
 def _dead_letter(record: Record) -> DeadLetter:
-    dead_at = record.headers.get(HEADER_DEAD_AT, "")
+    dead_at = parse.epoch_ms(
+        record.headers.get(HEADER_DEAD_AT), header=HEADER_DEAD_AT, message_id=record.message_id
+    )
     headers = {k: v for k, v in record.headers.items() if k != HEADER_DELIVERIES}
     return DeadLetter(
         id=record.position,
         message_id=record.message_id,
         body=record.value,
         headers=headers,
-        attempts=record.deliveries,
+        attempts=record.deliveries(MAX_ATTEMPTS),
         last_error=record.headers.get(HEADER_LAST_ERROR),
         published_at_ms=record.published_at_ms,
-        dead_at_ms=int(dead_at) if dead_at.isdigit() else record.timestamp_ms,
+        dead_at_ms=record.timestamp_ms if dead_at is None else dead_at,
     )
+
+
+def _digits(text: str) -> bool:
+    return parse.integer(text) is not None and not text.startswith("-")

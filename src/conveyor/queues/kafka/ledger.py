@@ -18,11 +18,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from conveyor.queues import headers as parse
 from conveyor.queues.kafka.offsets import OffsetTracker, Partition
-from conveyor.queues.kafka.records import Record
+from conveyor.queues.kafka.records import HEADER_NOT_BEFORE, Record
 
 #: (topic, partition, offset)
 RecordKey = tuple[str, int, int]
+#: Longest delay a `conveyor-not-before` gets: a day (later times are capped to it).
+MAX_DELAY_S = 24 * 3600
+#: A delayed record holding back its partition's commits (a record after it is settled)
+#: this long is written again, so that the commits move on (see `to_park`).
+PARK_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,21 @@ class _Entry:
     #: Deliveries so far, including those before the record was (re)written.
     attempt: int
     visible_at: float
+    #: When the consumer handed the record over (`clock()`).
+    added_at: float = 0.0
     token: str | None = None
     version: int = 0
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A delayed record reserved to be written again (see `Ledger.to_park`)."""
+
+    receipt: Receipt
+    record: Record
+    #: When it becomes due, epoch milliseconds (capped at `MAX_DELAY_S` from now).
+    not_before_ms: int
+    visible_at: float
 
 
 @dataclass(frozen=True)
@@ -64,8 +83,12 @@ class Counts:
 
 
 class Ledger:
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, max_attempts: int = 1000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.clock = clock
+        #: Delivery counts read from headers are clamped below this (see `add`).
+        self.max_attempts = max_attempts
         self.offsets = OffsetTracker()
         self._entries: dict[RecordKey, _Entry] = {}
         self._heap: list[tuple[float, int, RecordKey, int]] = []
@@ -86,7 +109,17 @@ class Ledger:
                 if not self.offsets.received((record.topic, record.partition), record.offset):
                     continue
                 delay_s = max(record.not_before_ms - now_ms, 0) / 1000
-                entry = _Entry(record, record.deliveries, now + delay_s)
+                if delay_s > MAX_DELAY_S:
+                    parse.ignored(
+                        HEADER_NOT_BEFORE,
+                        record.not_before_ms,
+                        record.message_id,
+                        f"more than {MAX_DELAY_S} s ahead: capped to that",
+                    )
+                    delay_s = MAX_DELAY_S
+                # A forged count must neither skip the attempts nor make them endless.
+                deliveries = record.deliveries(self.max_attempts - 1)
+                entry = _Entry(record, deliveries, now + delay_s, added_at=now)
                 key = (record.topic, record.partition, record.offset)
                 self._entries[key] = entry
                 self._push(key, entry)
@@ -153,6 +186,41 @@ class Ledger:
                 entry.token = None
                 self._reschedule(receipt.key, entry, self.clock())
             return entry is not None
+
+    def to_park(self, *, now_ms: int, held_s: float | None) -> list[Parked]:
+        """Delayed records to write again (at the end of the retry topic) and then settle,
+        so that they stop holding back their partitions' commits: those held at least
+        `held_s` while a later record of their partition waits to be committed, or all
+        of them (`held_s` None: the consumer is closing). Each is reserved: it is not
+        handed out until `settle` or `unpark`."""
+        parked: list[Parked] = []
+        with self._lock:
+            now = self.clock()
+            for key, entry in self._entries.items():
+                if entry.token is not None or entry.visible_at <= now + 1.0:
+                    continue  # leased, or due soon: not worth a write
+                if held_s is not None and (
+                    now - entry.added_at < held_s or not self.offsets.waiting((key[0], key[1]))
+                ):
+                    continue
+                not_before_ms = now_ms + int((entry.visible_at - now) * 1000)
+                parked.append(
+                    Parked(self._reserve(key, entry), entry.record, not_before_ms, entry.visible_at)
+                )
+        return parked
+
+    def unpark(self, parked: Parked) -> None:
+        """Writing it again failed: the record waits here as before."""
+        with self._lock:
+            entry = self._owned(parked.receipt)
+            if entry is not None:
+                entry.token = None
+                self._reschedule(parked.receipt.key, entry, parked.visible_at)
+
+    def _reserve(self, key: RecordKey, entry: _Entry) -> Receipt:
+        entry.token = secrets.token_hex(8)
+        self._reschedule(key, entry, float("inf"))
+        return Receipt(key, entry.token)
 
     def leased_in(self, partitions: set[Partition]) -> int:
         """Records of these partitions that a handler holds right now."""

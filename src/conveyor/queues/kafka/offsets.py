@@ -77,6 +77,14 @@ class OffsetTracker:
         for key in partitions:
             self._tracks.pop(key, None)
 
+    def waiting(self, partition: Partition) -> bool:
+        """Are records of `partition` settled but held back by an earlier one?"""
+        track = self._tracks.get(partition)
+        if track is None:
+            return False
+        track.position()  # drops the settled prefix
+        return bool(track.settled)
+
     def held(self) -> int:
         """Records settled but not committable yet (an earlier one is still open)."""
         held = 0

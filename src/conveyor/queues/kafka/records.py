@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from conveyor.queues import base
+from conveyor.queues import headers as parse
 
 #: Deliveries made before this record was written (a retry carries its count on).
 HEADER_DELIVERIES = "conveyor-deliveries"
@@ -51,29 +53,40 @@ class Record:
             key=message.key(),
             value=message.value() or b"",
             headers=headers,
-            timestamp_ms=timestamp if timestamp > 0 else base.now_ms(),
+            timestamp_ms=timestamp if 0 < timestamp <= parse.MAX_EPOCH_MS else base.now_ms(),
         )
 
     @property
     def position(self) -> str:
         return f"{self.partition}:{self.offset}"
 
-    @property
+    @cached_property
     def message_id(self) -> str:
         """Conveyor's id; a record written by another producer gets its position."""
-        return self.headers.get(base.HEADER_MESSAGE_ID) or f"{self.topic}:{self.position}"
+        given = parse.message_id(self.headers.get(base.HEADER_MESSAGE_ID))
+        return given or f"{self.topic}:{self.position}"
 
-    @property
-    def deliveries(self) -> int:
-        return _int(self.headers.get(HEADER_DELIVERIES), 0)
+    def deliveries(self, most: int) -> int:
+        """Deliveries before this copy was written, clamped to [0, `most`]."""
+        return parse.bounded(
+            self.headers.get(HEADER_DELIVERIES),
+            0,
+            most,
+            header=HEADER_DELIVERIES,
+            message_id=self.message_id,
+        )
 
-    @property
+    @cached_property
     def not_before_ms(self) -> int:
-        return _int(self.headers.get(HEADER_NOT_BEFORE), 0)
+        value = self.headers.get(HEADER_NOT_BEFORE)
+        found = parse.epoch_ms(value, header=HEADER_NOT_BEFORE, message_id=self.message_id)
+        return found or 0
 
-    @property
+    @cached_property
     def published_at_ms(self) -> int:
-        return _int(self.headers.get(base.HEADER_PUBLISHED_AT), self.timestamp_ms)
+        value = self.headers.get(base.HEADER_PUBLISHED_AT)
+        found = parse.epoch_ms(value, header=base.HEADER_PUBLISHED_AT, message_id=self.message_id)
+        return self.timestamp_ms if found is None else found
 
     @property
     def ordering_key(self) -> str | None:
@@ -109,10 +122,3 @@ def outgoing_headers(message: base.OutgoingMessage) -> Headers:
 def _unique(headers: Headers) -> Headers:
     """The last value of each header name wins."""
     return list(dict(headers).items())
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
-        return default

@@ -10,6 +10,7 @@ module per concern:
 - `leases`: the visibility timeout RabbitMQ lacks, kept by the receiver;
 - `settle`: ack, retry, release and dead-letter, as confirmed copies then acks;
 - `wire`: ids, attempts and times in AMQP properties and headers;
+- `frames`: AMQP timestamps out of `datetime`'s range decoded without a dropped connection;
 - `dead_letters`: browsing, redriving and deleting the `.dlq`;
 - `topology`: the queue's helpers, declaring them, their sizes;
 - `errors`: driver exceptions translated into Conveyor's.

@@ -15,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
 from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelInvalidStateError
 
-from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError
+from conveyor.exceptions import BackendError, ConnectionFailed, ConveyorError, PublishFailed
+from conveyor.queues import headers as parse
 from conveyor.queues.base import (
     CheckResult,
     DeadLetterPage,
@@ -32,9 +36,15 @@ from conveyor.queues.base import (
     QueueStats,
 )
 from conveyor.queues.model import Credentials, Queue
-from conveyor.queues.rabbitmq import topology, wire
+from conveyor.queues.rabbitmq import frames, topology, wire
 from conveyor.queues.rabbitmq.batch import publish_confirmed
-from conveyor.queues.rabbitmq.connection import Timeouts, connect, connection_url, peer_of
+from conveyor.queues.rabbitmq.connection import (
+    Timeouts,
+    connect,
+    connection_frame_max,
+    connection_url,
+    peer_of,
+)
 from conveyor.queues.rabbitmq.consumer import Prefetcher
 from conveyor.queues.rabbitmq.dead_letters import DeadLetters
 from conveyor.queues.rabbitmq.errors import translated
@@ -42,6 +52,19 @@ from conveyor.queues.rabbitmq.leases import Lease, Leases, channel_open
 from conveyor.queues.rabbitmq.settle import Settler
 
 log = logging.getLogger(__name__)
+#: An AMQP heartbeat: frame type 8 on channel 0, empty, frame end.
+HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+
+frames.install()
+
+
+def _socket_writer(connection: object) -> Any:
+    """The transport aiormq writes a connection's frames to: a local of its writer task
+    (aiormq keeps it nowhere else; it is pinned exactly). Read while the task waits."""
+    get_coro = getattr(getattr(connection, "_writer_task", None), "get_coro", None)
+    frame = getattr(get_coro(), "cr_frame", None) if callable(get_coro) else None
+    writer = frame.f_locals.get("writer") if isinstance(frame, FrameType) else None
+    return writer.transport if isinstance(writer, asyncio.StreamWriter) else None
 
 
 class _Open:
@@ -57,6 +80,9 @@ class _Open:
 
 
 class RabbitMQBackend:
+    #: AMQP has no answer to basic.ack: an ack is sent, never confirmed.
+    acks_confirmed = False
+
     def __init__(
         self, queue: Queue, credentials: Credentials, *, timeouts: Timeouts | None = None
     ) -> None:
@@ -92,6 +118,10 @@ class RabbitMQBackend:
             with contextlib.suppress(Exception):
                 await connection.close()
             raise
+        connection.close_callbacks.add(self._connection_lost)
+        connection.reconnect_callbacks.add(self._reconnected)
+        frame_max = connection_frame_max(connection)
+        self._settler.frame_max = state.dead.frame_max = frame_max
         self._open = state
 
     async def close(self) -> None:
@@ -107,6 +137,41 @@ class RabbitMQBackend:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.timeouts.operation_s):
                 await state.connection.close()
+
+    def _connection_lost(self, _: object, exc: BaseException | None = None) -> None:
+        if self._open is not None:  # not closed on purpose
+            reason = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
+            log.warning(
+                "lost the connection to RabbitMQ at %s (%s); reconnecting; messages "
+                "delivered on it and not acked yet come back",
+                self.peer,
+                reason[:300],
+            )
+
+    def _reconnected(self, _: object) -> None:
+        log.warning("reconnected to RabbitMQ at %s", self.peer)
+
+    def heartbeat_while_blocked(self) -> None:
+        """Send an AMQP heartbeat from another thread while the event loop is blocked (a
+        handler calling blocking code; see `worker.watchdog`), so that RabbitMQ does not
+        close the connection and hand the messages this worker holds, the running one
+        too, to other consumers. Best effort: only on a plain TCP connection with nothing
+        else waiting to be sent, since the frame goes straight to the socket."""
+        state = self._open
+        underlay = state.connection.transport if state is not None else None
+        transport = _socket_writer(getattr(underlay, "connection", None))
+        # asyncio's or uvloop's transport (no common base class): read alike.
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_extra_info("sslcontext") is not None
+            or transport.get_write_buffer_size()
+        ):
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # full or closed: the next beat may do
+                os.write(sock.fileno(), HEARTBEAT_FRAME)
 
     # Publishing
 
@@ -124,6 +189,12 @@ class RabbitMQBackend:
     async def send(self, body: bytes, properties: wire.Properties, routing_key: str) -> None:
         """Publish and wait for RabbitMQ's confirm (an unroutable message is an error)."""
         timeout_s = self.timeouts.operation_s
+        if not wire.fits(properties, self._settler.frame_max):
+            # RabbitMQ would close the connection, and every delivery on it, over it.
+            raise PublishFailed(
+                "the message's headers do not fit in one AMQP frame "
+                f"({self._settler.frame_max} bytes)"
+            )
         async with translated(self.peer, "publishing", timeout_s=timeout_s, enforce=False):
             channel = await self._channel()
             await channel.basic_publish(
@@ -173,9 +244,15 @@ class RabbitMQBackend:
     async def _admit(self, message: AbstractIncomingMessage) -> Delivery | None:
         if not channel_open(message):
             return None  # its channel closed while it waited: RabbitMQ took it back
-        stamp = wire.Stamp.of(message)
+        stamp = wire.Stamp.of(message, max_attempts=self.queue.options.max_attempts)
         if message.redelivered:
             # An earlier delivery of this copy was never settled: count it, put it back.
+            log.warning(
+                "RabbitMQ delivered message %s again (attempt %d): an earlier delivery "
+                "was never settled, or its ack was lost with its connection",
+                parse.escape(stamp.id),
+                stamp.attempt,
+            )
             try:
                 await self._settler.put_back(message, stamp)
             except ConveyorError as exc:  # given back to RabbitMQ; the others still go out

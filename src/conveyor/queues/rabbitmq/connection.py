@@ -68,3 +68,10 @@ async def connect(url: URL, peer: Peer, timeouts: Timeouts) -> RobustConnection:
             await connection.close()
         raise
     return connection
+
+
+def connection_frame_max(connection: RobustConnection) -> int:
+    """The frame size negotiated with RabbitMQ (its default when it cannot be read)."""
+    underlay = connection.transport.connection if connection.transport else None
+    frame_max = getattr(getattr(underlay, "connection_tune", None), "frame_max", None)
+    return frame_max if isinstance(frame_max, int) and frame_max >= 4096 else 131_072

@@ -5,7 +5,9 @@ without acking them on a channel of its own, then closes that channel: RabbitMQ 
 them all back, in their places. Redrive and delete work the same way and ack only the
 messages they move or drop. A dead letter's id is the `conveyor-dead-letter-id` header
 given when it was dead-lettered (the message id for messages dead-lettered otherwise);
-the page cursor is an offset.
+the page cursor is an offset. Since a listing holds the letters it reads, listings
+and redrives take turns, across processes too (see `_borrowed`): "redrive all"
+moves every letter, never only those nobody was reading.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aiormq.exceptions import ChannelLockedResource
 
 from conveyor.exceptions import BadRequest
+from conveyor.queues import headers as parse
 from conveyor.queues.base import DeadLetter, DeadLetterPage
 from conveyor.queues.rabbitmq import wire
 from conveyor.queues.rabbitmq.connection import Timeouts
@@ -28,6 +32,11 @@ from conveyor.queues.rabbitmq.topology import Topology, count, temporary_channel
 MAX_SCAN = 10_000
 #: Messages redriven per round of concurrent publishes.
 CHUNK = 100
+#: How long a listing or redrive waits for another one to end.
+LOCK_WAIT_S = 60.0
+#: Pauses while another process holds the dead letters.
+LOCK_PAUSE_S = 0.02
+LOCK_PAUSE_MAX_S = 0.5
 
 Publish = Callable[[bytes, wire.Properties, str], Awaitable[None]]
 
@@ -46,15 +55,22 @@ class DeadLetters:
         self._publish = publish
         self._peer = peer
         self._timeouts = timeouts
+        #: Listings and redrives of this process, one at a time (see `_borrowed`).
+        self._alone = asyncio.Lock()
+        #: The connection's negotiated frame size: every copy is made to fit in it.
+        self.frame_max = wire.FRAME_MAX
 
     def _step(self, action: str) -> contextlib.AbstractAsyncContextManager[None]:
         return translated(self._peer, action, timeout_s=self._timeouts.operation_s)
 
     @contextlib.asynccontextmanager
     async def _borrowed(self) -> AsyncIterator[tuple[aio_pika.Channel, AbstractQueue]]:
-        """The dead-letter queue on a channel whose close gives back what was not acked."""
-        async with self._step("opening the dead-letter queue"):
-            channel = await temporary_channel(self._connection)
+        """The dead-letter queue on a channel whose close gives back what was not acked,
+        held alone: a listing takes the letters off the queue while it reads them, so a
+        redrive (or another listing) beside it would miss those."""
+        waiting = "waiting for another listing or redrive of the dead letters to end"
+        async with translated(self._peer, waiting, timeout_s=LOCK_WAIT_S):
+            channel = await self._locked_channel()
         try:
             async with self._step("opening the dead-letter queue"):
                 queue = await channel.get_queue(self._topology.dead_letters, ensure=False)
@@ -62,7 +78,29 @@ class DeadLetters:
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._timeouts.operation_s):
+                    await channel.queue_delete(self._topology.lock)
                     await channel.close()
+            self._alone.release()
+
+    async def _locked_channel(self) -> aio_pika.Channel:
+        """A channel holding the lock: an exclusive queue, which only one connection (one
+        process) can have at a time, and which RabbitMQ deletes if that process dies."""
+        await self._alone.acquire()
+        try:
+            pause_s = LOCK_PAUSE_S
+            while True:
+                channel = await temporary_channel(self._connection)
+                try:
+                    await channel.declare_queue(self._topology.lock, exclusive=True)
+                    return channel
+                except ChannelLockedResource:
+                    # Another process lists or redrives: wait for it (bounded by the
+                    # caller's timeout).
+                    await asyncio.sleep(pause_s)
+                    pause_s = min(pause_s * 2, LOCK_PAUSE_MAX_S)
+        except BaseException:
+            self._alone.release()
+            raise
 
     async def _next(self, queue: AbstractQueue) -> AbstractIncomingMessage | None:
         async with self._step("reading the dead letters"):
@@ -120,33 +158,38 @@ class DeadLetters:
             wire.Stamp.of(message),
             attempt=1,
             drop_headers=(wire.HEADER_DEAD_AT, wire.HEADER_DEAD_LETTER_ID),
+            frame_max=self.frame_max,
         )
         await self._publish(message.body, fresh, self._topology.name)
 
 
-def letter_id(message: AbstractIncomingMessage) -> str:
+def letter_id(message: AbstractIncomingMessage, stamp: wire.Stamp | None = None) -> str:
     given = (message.headers or {}).get(wire.HEADER_DEAD_LETTER_ID)
-    return given if isinstance(given, str) and given else wire.Stamp.of(message).id
+    if isinstance(given, str) and given:
+        return given
+    return (stamp or wire.Stamp.of(message)).id
 
 
 def letter(message: AbstractIncomingMessage) -> DeadLetter:
     stamp = wire.Stamp.of(message)
-    dead_at = stamp.headers.get(wire.HEADER_DEAD_AT)
+    dead_at = parse.epoch_ms(
+        stamp.headers.get(wire.HEADER_DEAD_AT), header=wire.HEADER_DEAD_AT, message_id=stamp.id
+    )
     return DeadLetter(
-        id=letter_id(message),
+        id=letter_id(message, stamp),
         message_id=stamp.id,
         body=message.body,
         headers=stamp.headers,
         attempts=stamp.attempt,
         last_error=stamp.headers.get(wire.HEADER_LAST_ERROR),
         published_at_ms=stamp.published_at_ms,
-        dead_at_ms=int(dead_at) if dead_at and dead_at.isdigit() else None,
+        dead_at_ms=dead_at,
     )
 
 
 def _offset(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not cursor.isdigit():
+    if parse.integer(cursor) is None or cursor.startswith("-"):
         raise BadRequest(f"{cursor!r} is not a dead-letter cursor of this queue")
     return int(cursor)

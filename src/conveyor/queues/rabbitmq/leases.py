@@ -34,6 +34,11 @@ from conveyor.queues.rabbitmq.wire import Stamp
 
 log = logging.getLogger(__name__)
 
+#: A lease timer firing this much after its time: the event loop was blocked.
+LATE_S = 1.0
+#: Then the lease lasts this much longer, for its holder to extend it.
+STALL_GRACE_S = 6.0
+
 
 class Lease:
     """One delivery handed out and not yet settled."""
@@ -98,6 +103,13 @@ class Leases:
 
     def _expire(self, lease: Lease) -> None:
         if not lease.held:
+            return
+        timer = lease._timer
+        if timer is not None and asyncio.get_running_loop().time() - timer.when() > LATE_S:
+            # The timer is late: the event loop was blocked. The connection kept the
+            # message here all along, so give the worker's lease keeper a chance to
+            # extend the lease before it is taken back.
+            self._arm(lease, STALL_GRACE_S)
             return
         self._drop(lease)
         task = asyncio.create_task(self._on_expiry(lease))

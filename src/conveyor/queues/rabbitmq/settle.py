@@ -42,6 +42,8 @@ class Settler:
         self._send = send
         self._peer = peer
         self._timeouts = timeouts
+        #: The connection's negotiated frame size: every copy is made to fit in it.
+        self.frame_max = wire.FRAME_MAX
 
     async def ack(self, message: AbstractIncomingMessage) -> bool:
         try:
@@ -73,14 +75,14 @@ class Settler:
             attempt=stamp.attempt + 1,
             set_headers={wire.HEADER_LAST_ERROR: error} if error else None,
             expiration_ms=expiration_ms,
+            frame_max=self.frame_max,
         )
         return await self.move(message, fresh, target)
 
     async def release(self, message: AbstractIncomingMessage, stamp: wire.Stamp) -> bool:
         """Back to the queue now, this delivery not counted as an attempt."""
-        return await self.move(
-            message, wire.copy(message, stamp, attempt=stamp.attempt), self._topology.name
-        )
+        fresh = wire.copy(message, stamp, attempt=stamp.attempt, frame_max=self.frame_max)
+        return await self.move(message, fresh, self._topology.name)
 
     async def bury(self, message: AbstractIncomingMessage, stamp: wire.Stamp, reason: str) -> bool:
         """To the dead letters, keeping `reason` and the attempts made."""
@@ -91,7 +93,9 @@ class Settler:
             wire.HEADER_DEAD_AT: str(base.now_ms()),
             wire.HEADER_DEAD_LETTER_ID: str(uuid.uuid4()),
         }
-        fresh = wire.copy(message, stamp, attempt=stamp.attempt, set_headers=headers)
+        fresh = wire.copy(
+            message, stamp, attempt=stamp.attempt, set_headers=headers, frame_max=self.frame_max
+        )
         return await self.move(message, fresh, self._topology.dead_letters)
 
     async def put_back(self, message: AbstractIncomingMessage, stamp: wire.Stamp) -> None:
@@ -100,13 +104,13 @@ class Settler:
         if stamp.attempt >= self._options.max_attempts:
             await self.bury(message, stamp, UNSETTLED.format(n=stamp.attempt))
         else:
-            fresh = wire.copy(message, stamp, attempt=stamp.attempt + 1)
+            fresh = wire.copy(message, stamp, attempt=stamp.attempt + 1, frame_max=self.frame_max)
             await self.move(message, fresh, self._topology.name)
 
     async def give_back(self, message: AbstractIncomingMessage) -> None:
         """A prefetched message never handed out: back, not counted (unless RabbitMQ
         redelivered it, which means an earlier delivery went unsettled)."""
-        stamp = wire.Stamp.of(message)
+        stamp = wire.Stamp.of(message, max_attempts=self._options.max_attempts)
         if message.redelivered:
             await self.put_back(message, stamp)
         else:

@@ -47,6 +47,12 @@ class Topology:
     def dead_letters(self) -> str:
         return f"{self.name}.dlq"
 
+    @property
+    def lock(self) -> str:
+        """An exclusive queue held while the dead letters are read (never declared
+        durably: it lives as long as the connection that holds it)."""
+        return f"{self.name}.dlq.lock"
+
     def delay_queue(self, bucket_s: int) -> str:
         return f"{self.name}.delay.{bucket_s}s"
 

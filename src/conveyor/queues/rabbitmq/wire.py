@@ -12,6 +12,7 @@ and acks the old one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from typing import Any, TypeAlias
 
 from aio_pika.abc import AbstractIncomingMessage
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
 from conveyor.queues import base
+from conveyor.queues import headers as parse
 from conveyor.queues.base import OutgoingMessage
 
 HEADER_LAST_ERROR = "conveyor-last-error"
@@ -32,8 +35,25 @@ PERSISTENT = 2
 Properties: TypeAlias = Basic.Properties
 #: Errors are kept for people to read; a full traceback is cut to this many characters.
 MAX_ERROR_CHARS = 4000
+#: Names of the headers dropped from a copy so that it fits in one frame (see `fit`).
+HEADER_DROPPED = "conveyor-dropped-headers"
+#: RabbitMQ's default frame size; the backend passes the one it negotiated.
+FRAME_MAX = 131_072
+#: The frame's own header and end, and room to spare.
+_FRAME_OVERHEAD = 64
+MAX_DROPPED_CHARS = 1000
+#: A last error cut this short when even that is needed to fit.
+SHORT_ERROR_CHARS = 500
+#: Headers a copy never drops.
+_KEPT = frozenset(
+    {base.HEADER_MESSAGE_ID, base.HEADER_ATTEMPT, base.HEADER_PUBLISHED_AT, HEADER_DROPPED}
+)
+#: The attempt of a message read without its queue's options (dead-letter listings).
+MAX_ATTEMPTS = 1000
 #: Headers the broker manages; a re-published copy starts without them.
 _BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+
+log = logging.getLogger(__name__)
 
 
 def outgoing(message: OutgoingMessage) -> Properties:
@@ -63,18 +83,34 @@ class Stamp:
     ordering_key: str | None
 
     @classmethod
-    def of(cls, message: AbstractIncomingMessage) -> Stamp:
-        headers = {k: t for k, v in (message.headers or {}).items() if (t := _text(v)) is not None}
-        message_id = headers.get(base.HEADER_MESSAGE_ID) or message.message_id
-        if not message_id:  # a foreign message without an id: one derived from its content
-            message_id = str(uuid.UUID(bytes=hashlib.sha256(message.body).digest()[:16]))
-        published = _number(headers.get(base.HEADER_PUBLISHED_AT))
+    def of(cls, message: AbstractIncomingMessage, *, max_attempts: int = MAX_ATTEMPTS) -> Stamp:
+        """Read defensively: a header out of its range is ignored (see `headers.py`); the
+        attempt is clamped to [1, `max_attempts`]."""
+        raw = message.headers or {}
+        headers = {k: t for k, v in raw.items() if (t := _text(v)) is not None}
+        message_id = (
+            parse.message_id(headers.get(base.HEADER_MESSAGE_ID))
+            or parse.message_id(message.message_id)
+            # A foreign message without an id: one derived from its content.
+            or str(uuid.UUID(bytes=hashlib.sha256(message.body).digest()[:16]))
+        )
+        published = parse.epoch_ms(
+            headers.get(base.HEADER_PUBLISHED_AT),
+            header=base.HEADER_PUBLISHED_AT,
+            message_id=message_id,
+        )
         if published is None:
-            stamp = message.timestamp
-            published = int(stamp.timestamp() * 1000) if stamp else base.now_ms()
+            stamp = message.timestamp  # None when out of range (see `frames.py`)
+            published = max(0, int(stamp.timestamp() * 1000)) if stamp else base.now_ms()
+        attempt = parse.attempt(
+            headers.get(base.HEADER_ATTEMPT),
+            max_attempts,
+            header=base.HEADER_ATTEMPT,
+            message_id=message_id,
+        )
         return cls(
             id=message_id,
-            attempt=max(1, _number(headers.get(base.HEADER_ATTEMPT)) or 1),
+            attempt=attempt,
             published_at_ms=published,
             headers=headers,
             ordering_key=headers.get(HEADER_ORDERING_KEY),
@@ -97,8 +133,10 @@ def copy(
     set_headers: Mapping[str, str] | None = None,
     drop_headers: tuple[str, ...] = (),
     expiration_ms: int | None = None,
+    frame_max: int = FRAME_MAX,
 ) -> Properties:
-    """Properties for a new broker copy of `message`: same id and properties, new headers."""
+    """Properties for a new broker copy of `message`: same id and properties, new headers,
+    made to fit in one frame of `frame_max` bytes (see `fit`)."""
     headers = {
         k: v
         for k, v in (message.headers or {}).items()
@@ -109,7 +147,7 @@ def copy(
     headers[base.HEADER_PUBLISHED_AT] = str(stamp.published_at_ms)
     for key, value in (set_headers or {}).items():
         headers[key] = value[:MAX_ERROR_CHARS]
-    return Properties(
+    properties = Properties(
         content_type=message.content_type,
         content_encoding=message.content_encoding,
         headers=headers,
@@ -122,6 +160,67 @@ def copy(
         message_type=message.type,
         app_id=message.app_id,
     )
+    return fit(properties, frame_max, message_id=stamp.id)
+
+
+def header_bytes(properties: Properties) -> int:
+    """The size of the content-header frame that carries `properties`."""
+    return len(ContentHeader(0, 0, properties).marshal())
+
+
+def fits(properties: Properties, frame_max: int) -> bool:
+    # A cheap bound first: only headers near the limit are encoded to be measured.
+    rough = sum(len(k) + _rough_len(v) for k, v in (properties.headers or {}).items())
+    return rough * 2 < frame_max or header_bytes(properties) <= frame_max - _FRAME_OVERHEAD
+
+
+def fit(properties: Properties, frame_max: int, *, message_id: str) -> Properties:
+    """`properties` shrunk to fit in one frame: AMQP cannot split a content header, and
+    RabbitMQ closes the whole connection (every delivery on it) over one too large.
+
+    Foreign headers go first, the largest first, their names kept in
+    `conveyor-dropped-headers`; then the last error is cut short; then any header but
+    Conveyor's id, attempt and publish time."""
+    if fits(properties, frame_max):
+        return properties
+    headers = dict(properties.headers or {})
+    dropped: list[str] = []
+
+    def shrink(candidates: list[str]) -> bool:
+        for name in sorted(candidates, key=lambda k: _rough_len(headers[k]), reverse=True):
+            del headers[name]
+            dropped.append(name)
+            headers[HEADER_DROPPED] = ",".join(dropped)[:MAX_DROPPED_CHARS]
+            properties.headers = headers
+            if fits(properties, frame_max):
+                return True
+        return False
+
+    foreign = [k for k in headers if not k.startswith("conveyor-")]
+    if not shrink(foreign):
+        error = headers.get(HEADER_LAST_ERROR)
+        if isinstance(error, str):
+            headers[HEADER_LAST_ERROR] = error[:SHORT_ERROR_CHARS]
+            properties.headers = headers
+        if not fits(properties, frame_max):
+            shrink([k for k in headers if k not in _KEPT])
+    log.warning(
+        "message %s: headers dropped to fit RabbitMQ's frame size (%d bytes): %s",
+        parse.escape(message_id),
+        frame_max,
+        parse.escape(",".join(dropped)[:200]) or "none (the last error was cut short)",
+    )
+    return properties
+
+
+def _rough_len(value: Any) -> int:
+    return (
+        len(value)
+        if isinstance(value, str | bytes)
+        else 16
+        if not isinstance(value, dict | list)
+        else 4096
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -132,10 +231,3 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool | int | float):
         return str(value)
     return None
-
-
-def _number(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

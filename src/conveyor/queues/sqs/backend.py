@@ -27,6 +27,7 @@ from conveyor.queues.base import (
     PublishResult,
     QueueStats,
 )
+from conveyor.queues.headers import escape
 from conveyor.queues.model import Credentials, Queue
 from conveyor.queues.sqs import codec
 from conveyor.queues.sqs.address import Address
@@ -207,7 +208,7 @@ class SQSBackend:
                 gone.add(delivery.backend_id)
             elif isinstance(outcome, BaseException):
                 # Handed out after all: the worker sees attempt > max_attempts and decides.
-                log.warning("could not bury message %s: %s", delivery.id, outcome)
+                log.warning("could not bury message %s: %s", escape(delivery.id), outcome)
         return [d for d in deliveries if d.backend_id not in gone]
 
     # -- settling --------------------------------------------------------------------

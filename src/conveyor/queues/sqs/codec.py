@@ -20,6 +20,7 @@ from typing import Any
 
 from conveyor.exceptions import BadRequest
 from conveyor.queues import base
+from conveyor.queues import headers as parse
 from conveyor.queues.base import OutgoingMessage
 
 ATTR_ENCODING = "conveyor-encoding"
@@ -200,22 +201,23 @@ class Stamp:
     @classmethod
     def of(cls, raw: Mapping[str, Any]) -> Stamp:
         system = raw.get("Attributes", {})
-        sent_at = _int(system.get("SentTimestamp"), 0)
+        sent_at = parse.integer(system.get("SentTimestamp")) or 0
+        message_id = parse.message_id(string_attribute(raw, base.HEADER_MESSAGE_ID))
+        message_id = message_id or str(raw["MessageId"])
+        published = parse.epoch_ms(
+            string_attribute(raw, base.HEADER_PUBLISHED_AT),
+            header=base.HEADER_PUBLISHED_AT,
+            message_id=message_id,
+        )
         return cls(
-            message_id=string_attribute(raw, base.HEADER_MESSAGE_ID) or str(raw["MessageId"]),
-            published_at_ms=_int(string_attribute(raw, base.HEADER_PUBLISHED_AT), sent_at),
-            receive_count=_int(system.get("ApproximateReceiveCount"), 1),
+            message_id=message_id,
+            published_at_ms=sent_at if published is None else published,
+            # SQS counts the receives itself: its count wins over any header.
+            receive_count=max(1, parse.integer(system.get("ApproximateReceiveCount")) or 1),
             sent_at_ms=sent_at,
             group_id=system.get("MessageGroupId"),
             ordering_key=string_attribute(raw, ATTR_ORDERING_KEY),
         )
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from conveyor.exceptions import BackendError, BadRequest
+from conveyor.queues import headers as parse
 from conveyor.queues.base import DeadLetter, DeadLetterPage
 from conveyor.queues.sqs import codec
 from conveyor.queues.sqs.client import SQSClient
@@ -209,13 +210,13 @@ class DeadLetterQueue:
 
 def letter(raw: Raw) -> DeadLetter:
     stamp = codec.Stamp.of(raw)
-    attempts = codec.string_attribute(raw, codec.ATTR_ATTEMPTS)
+    attempts = parse.integer(codec.string_attribute(raw, codec.ATTR_ATTEMPTS))
     return DeadLetter(
         id=str(raw["MessageId"]),
         message_id=stamp.message_id,
         body=codec.decode_body(raw),
         headers=codec.headers(raw),
-        attempts=int(attempts) if attempts and attempts.isdigit() else stamp.receive_count,
+        attempts=attempts if attempts is not None and attempts > 0 else stamp.receive_count,
         last_error=codec.string_attribute(raw, codec.ATTR_ERROR),
         published_at_ms=stamp.published_at_ms,
         dead_at_ms=stamp.sent_at_ms or None,
@@ -239,6 +240,6 @@ def _cursor(letter: DeadLetter) -> str:
 
 def _cursor_key(cursor: str) -> tuple[int, str]:
     at, _, sqs_id = cursor.partition(":")
-    if not at.isdigit() or not sqs_id:
+    if parse.integer(at) is None or at.startswith("-") or not sqs_id:
         raise BadRequest(f"{cursor!r} is not a dead-letter cursor of this queue")
     return int(at), sqs_id
