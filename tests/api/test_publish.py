@@ -99,6 +99,74 @@ async def test_idempotency_key_returns_the_first_answer(
     assert await ready(platform, queue) == 4
 
 
+async def test_a_reused_idempotency_key_with_another_body_is_refused_not_dropped(
+    client: httpx.AsyncClient, platform: Platform, queue: Queue, publisher: dict[str, str]
+) -> None:
+    """The same key with another body is a 422, never the first answer for a message
+    that was then silently dropped (IETF Idempotency-Key draft, Stripe)."""
+    url = f"{PUBLISH}/{queue.id}/publish"
+    headers = publisher | {"Idempotency-Key": "order-9"}
+    first = await client.post(url, headers=headers, json={"n": 1})
+    assert first.status_code == 200
+    reused = await client.post(url, headers=headers, json={"n": 2})
+    assert reused.status_code == 422, reused.text
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert first.json()["message-id"] not in reused.text
+    # The same bytes again is a retry: the first answer.
+    again = await client.post(url, headers=headers, json={"n": 1})
+    assert again.json() == first.json()
+    assert await ready(platform, queue) == 1
+
+
+async def test_idempotency_keys_belong_to_one_api_key_queue_and_endpoint(
+    client: httpx.AsyncClient, platform: Platform, queue: Queue, publisher: dict[str, str]
+) -> None:
+    other_client = await bearer(platform, "publish")
+    other_queue = await platform.queues.create({"name": "returns", "type": "embedded"})
+    key = {"Idempotency-Key": "shared-7"}
+    body = {"n": 1}
+    mine = await client.post(f"{PUBLISH}/{queue.id}/publish", headers=publisher | key, json=body)
+    theirs = await client.post(
+        f"{PUBLISH}/{queue.id}/publish", headers=other_client | key, json=body
+    )
+    elsewhere = await client.post(
+        f"{PUBLISH}/{other_queue.id}/publish", headers=publisher | key, json=body
+    )
+    batch = await client.post(
+        f"{PUBLISH}/{queue.id}/publish-batch", headers=publisher | key, json={"messages": [body]}
+    )
+    assert mine.status_code == theirs.status_code == elsewhere.status_code == 200
+    assert batch.status_code == 200, batch.text
+    assert "results" in batch.json()  # the batch's own answer, not the single publish's
+    ids = {
+        mine.json()["message-id"],
+        theirs.json()["message-id"],
+        elsewhere.json()["message-id"],
+        batch.json()["results"][0]["message-id"],
+    }
+    assert len(ids) == 4
+    assert await ready(platform, queue) == 3
+    assert await ready(platform, other_queue) == 1
+
+
+async def test_a_batch_stores_each_message_as_sent(
+    client: httpx.AsyncClient, platform: Platform, queue: Queue, publisher: dict[str, str]
+) -> None:
+    """Big numbers keep their digits, duplicate keys stay: the bytes stored are the bytes
+    sent, as for a single publish."""
+    raw = [b'{"n": 99999999999999999999}', b'{"a":1,"a":2}', rb'{ "s" : "\u00e9" }']
+    body = b'{"messages": [' + b", ".join(raw) + b"]}"
+    answer = await client.post(
+        f"{PUBLISH}/{queue.id}/publish-batch",
+        headers=publisher | {"Content-Type": "application/json"},
+        content=body,
+    )
+    assert answer.status_code == 200, answer.text
+    backend = await platform.backends.get(queue)
+    deliveries = await backend.receive(10)
+    assert sorted(d.body for d in deliveries) == sorted(raw)
+
+
 async def test_a_retry_after_a_lost_confirm_sends_the_same_message_id(
     client: httpx.AsyncClient,
     platform: Platform,

@@ -161,6 +161,8 @@ def publish(
     async def work() -> dict[str, Any]:
         async with admin_platform() as platform:
             target = await platform.queues.find(queue)
-            return await platform.publisher.publish(target, body, idempotency_key=idempotency_key)
+            return await platform.publisher.publish(
+                target, body, idempotency_key=idempotency_key, api_key_id="cli"
+            )
 
     print(orjson.dumps(run(work())).decode())

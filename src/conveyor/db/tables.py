@@ -108,13 +108,18 @@ messages = Table(
 idempotency_keys = Table(
     "conveyor_idempotency_keys",
     metadata,
+    # A key belongs to one API key, queue and endpoint (`queues.idempotency.Scope`).
+    Column("api_key_id", String(32), primary_key=True),
     Column(
         "queue_id",
         String(32),
         ForeignKey("conveyor_queues.id", ondelete="CASCADE"),
         primary_key=True,
     ),
+    Column("endpoint", String(16), primary_key=True),
     Column("key", String(255), primary_key=True),
+    #: SHA-256 of the first request's body: the same key with another body is refused.
+    Column("fingerprint", String(64), nullable=False),
     #: The first answer, returned again to retries; NULL while the first is in progress.
     Column("response", JSON, nullable=True),
     Column("created_at", BigInteger, nullable=False),

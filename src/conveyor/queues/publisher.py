@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import orjson
 
 from conveyor.exceptions import BadRequest, PayloadTooLarge
+from conveyor.json_bodies import parse_items, parse_object
 from conveyor.queues.activity import PublishActivity
 from conveyor.queues.base import OutgoingMessage, PublishResult
-from conveyor.queues.idempotency import IdempotencyStore, check_key
+from conveyor.queues.idempotency import IdempotencyStore, Scope, check_key
 from conveyor.queues.model import Queue
-from conveyor.queues.payload import parse_object
 from conveyor.queues.pool import BackendPool
 
 #: Messages per publish-batch request, at most.
 MAX_BATCH = 100
+#: Bytes of a publish-batch body, at most (a queue may take messages of up to 16 MiB).
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+BATCH_SHAPE = 'a batch is {"messages": [object, …]} with at least one message'
 
 Send = Callable[[list[OutgoingMessage]], Awaitable[dict[str, Any]]]
 
@@ -55,42 +59,52 @@ class Publisher:
         body: bytes,
         *,
         idempotency_key: str | None = None,
+        api_key_id: str = "",
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Publish one JSON object (raw bytes, checked here); the API's answer."""
+        """Publish one JSON object (raw bytes, checked here); the API's answer. An
+        idempotency key is the calling API key's (`api_key_id`)."""
         parse_object(body, max_bytes=queue.options.max_message_bytes)
-
-        async def send(messages: list[OutgoingMessage]) -> dict[str, Any]:
-            backend = await self._backends.get(queue)
-            answer = Receipt(queue.id, await backend.publish(messages[0])).as_json()
-            self._published(queue)
-            return answer
-
         message = OutgoingMessage(body=body, headers=headers or {})
-        return await self._once(queue, idempotency_key, [message], send)
+        if idempotency_key is None:
+            return await self._send_one(queue, [message])
+        scope = Scope(api_key_id, queue.id, "publish")
+        send = partial(self._send_one, queue)
+        return await self._once(scope, idempotency_key, body, [message], send)
 
     async def publish_batch(
-        self, queue: Queue, body: bytes, *, idempotency_key: str | None = None
+        self,
+        queue: Queue,
+        body: bytes,
+        *,
+        idempotency_key: str | None = None,
+        api_key_id: str = "",
     ) -> dict[str, Any]:
-        """Publish `{"messages": [obj, …]}` all together; answers in the same order."""
-        limit = queue.options.max_message_bytes
-        document = parse_object(body, max_bytes=limit * MAX_BATCH, what="batch")
-        items = document.get("messages")
-        if set(document) != {"messages"} or not isinstance(items, list) or not items:
-            raise BadRequest('a batch is {"messages": [object, …]} with at least one message')
-        if len(items) > MAX_BATCH:
-            raise PayloadTooLarge(f"a batch holds at most {MAX_BATCH} messages, not {len(items)}")
-        outgoing = [
-            OutgoingMessage(body=_encode_item(i, item, limit)) for i, item in enumerate(items)
-        ]
-
-        async def send(messages: list[OutgoingMessage]) -> dict[str, Any]:
-            backend = await self._backends.get(queue)
-            results = await backend.publish_batch(messages)
-            self._published(queue)
-            return {"results": [Receipt(queue.id, r).as_json() for r in results]}
-
-        return await self._once(queue, idempotency_key, outgoing, send)
+        """Publish `{"messages": [obj, …]}` all together, each message's bytes as sent;
+        answers in the same order."""
+        if len(body) > batch_limit(queue):
+            raise PayloadTooLarge(
+                f"the batch is {len(body)} bytes; this queue accepts {batch_limit(queue)}"
+            )
+        items = await parse_items(
+            body,
+            key="messages",
+            max_items=MAX_BATCH,
+            max_item_bytes=queue.options.max_message_bytes,
+            what="batch",
+            shape=BATCH_SHAPE,
+        )
+        if not items:
+            raise BadRequest(BATCH_SHAPE)
+        for index, item in enumerate(items):
+            if not isinstance(item.value, dict):
+                raise BadRequest(f"messages[{index}] must be a JSON object")
+        outgoing = [OutgoingMessage(body=item.raw) for item in items]
+        if idempotency_key is None:
+            return await self._send_batch(queue, outgoing)
+        scope = Scope(api_key_id, queue.id, "publish-batch")
+        send = partial(self._send_batch, queue)
+        return await self._once(scope, idempotency_key, body, outgoing, send)
 
     async def publish_object(
         self, queue: Queue, payload: dict[str, Any], *, headers: Mapping[str, str] | None = None
@@ -98,36 +112,47 @@ class Publisher:
         """Publish a Python dict (CLI, handlers): the same checks as the API."""
         return await self.publish(queue, orjson.dumps(payload), headers=headers)
 
+    async def _send_one(self, queue: Queue, messages: list[OutgoingMessage]) -> dict[str, Any]:
+        backend = await self._backends.get(queue)
+        answer = Receipt(queue.id, await backend.publish(messages[0])).as_json()
+        self._published(queue)
+        return answer
+
+    async def _send_batch(self, queue: Queue, messages: list[OutgoingMessage]) -> dict[str, Any]:
+        backend = await self._backends.get(queue)
+        results = await backend.publish_batch(messages)
+        self._published(queue)
+        return {"results": [Receipt(queue.id, r).as_json() for r in results]}
+
     def _published(self, queue: Queue) -> None:
         if self._activity is not None:
             self._activity.note(queue.id)
 
     async def _once(
-        self, queue: Queue, key: str | None, messages: list[OutgoingMessage], send: Send
+        self,
+        scope: Scope,
+        key: str,
+        body: bytes,
+        messages: list[OutgoingMessage],
+        send: Send,
     ) -> dict[str, Any]:
-        """Send, or with an idempotency key: the first answer, or send under the message
-        ids of the key's earlier attempts (a failed attempt may still have reached the
-        broker: the retry's copy then carries the same id, for consumers to drop)."""
-        if key is None:
-            return await send(messages)
+        """With an idempotency key: the first answer, or send under the message ids of
+        the key's earlier attempts (a failed attempt may still have reached the broker:
+        the retry's copy then carries the same id, for consumers to drop)."""
         check_key(key)
-        attempt = await self._idempotency.begin(queue.id, key, [m.id for m in messages])
+        attempt = await self._idempotency.begin(scope, key, body, [m.id for m in messages])
         if attempt.answer is not None:
             return attempt.answer
         messages = [replace(m, id=i) for m, i in zip(messages, attempt.message_ids, strict=True)]
         try:
             answer = await send(messages)
         except BaseException:
-            await self._idempotency.release(queue.id, key)
+            await self._idempotency.release(scope, key)
             raise
-        await self._idempotency.complete(queue.id, key, answer)
+        await self._idempotency.complete(scope, key, answer)
         return answer
 
 
-def _encode_item(index: int, item: Any, limit: int) -> bytes:
-    if not isinstance(item, dict):
-        raise BadRequest(f"messages[{index}] must be a JSON object")
-    body = orjson.dumps(item)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"messages[{index}] is {len(body)} bytes; this queue accepts {limit}")
-    return body
+def batch_limit(queue: Queue) -> int:
+    """The largest publish-batch body `queue` takes."""
+    return min(queue.options.max_message_bytes * MAX_BATCH, MAX_BATCH_BYTES)

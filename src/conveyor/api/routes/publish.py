@@ -24,7 +24,7 @@ from conveyor.exceptions import (
 )
 from conveyor.keys import ApiKey, Scope
 from conveyor.queues.model import Queue
-from conveyor.queues.publisher import MAX_BATCH
+from conveyor.queues.publisher import MAX_BATCH, batch_limit
 
 router = Router(prefix="/api/v1/zstorage/queue", tags=["publish"])
 
@@ -67,7 +67,9 @@ _ANSWER = {
 }
 
 
-async def _authorised_queue(request: Request, find: Callable[[], Awaitable[Queue]]) -> Queue:
+async def _authorised_queue(
+    request: Request, find: Callable[[], Awaitable[Queue]]
+) -> tuple[ApiKey, Queue]:
     key: ApiKey = await authenticate(request)
     if not key.allows(Scope.PUBLISH):
         raise Forbidden("this API key lacks the 'publish' scope")
@@ -79,7 +81,7 @@ async def _authorised_queue(request: Request, find: Callable[[], Awaitable[Queue
     if not key.may_publish_to(queue.name):
         # The same answer as for a queue that does not exist: no probing.
         raise QueueNotFound(f"no queue {request.path_params.get('queue_ref')!r}")
-    return queue
+    return key, queue
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -100,16 +102,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def _publish(request: Request, find: Callable[[], Awaitable[Queue]], batch: bool) -> Response:
-    queue = await _authorised_queue(request, find)
-    limit = queue.options.max_message_bytes * (MAX_BATCH if batch else 1)
+    api_key, queue = await _authorised_queue(request, find)
+    limit = batch_limit(queue) if batch else queue.options.max_message_bytes
     body = await _read_body(request, limit)
     key = request.headers.get("idempotency-key")
     publisher = platform_of(request).publisher
     answer: dict[str, Any]
     if batch:
-        answer = await publisher.publish_batch(queue, body, idempotency_key=key)
+        answer = await publisher.publish_batch(
+            queue, body, idempotency_key=key, api_key_id=api_key.id
+        )
     else:
-        answer = await publisher.publish(queue, body, idempotency_key=key)
+        answer = await publisher.publish(queue, body, idempotency_key=key, api_key_id=api_key.id)
     return Json(answer)
 
 
