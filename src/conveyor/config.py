@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     outbox_retention_s: float = Field(default=7 * 24 * 3600, ge=0)
     #: A `sync` link waits this long for the broker before failing the write with 503.
     link_sync_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    #: The largest JSON body of a record write, and of any API body but a bulk write and
+    #: a publish (a queue's `max_message_bytes` bounds those).
+    max_record_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: The largest body of a bulk record write (`records:bulk`).
+    max_bulk_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"

@@ -26,10 +26,11 @@ from conveyor.exceptions import BadRequest, PayloadTooLarge
 #: Deepest nesting accepted in a body.
 MAX_DEPTH = 64
 #: Between two turns of the event loop, elements of about this many bytes are parsed.
-YIELD_EVERY_BYTES = 256 * 1024
+YIELD_EVERY_BYTES = 64 * 1024
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _CURLY_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
 _SPACE = re.compile(r"[ \t\n\r]*")
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -43,7 +44,7 @@ _SCANNER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 @dataclass(frozen=True)
 class Item:
-    """An element of an array body: its bytes as sent, and its value."""
+    """An element of an array body: its bytes as sent, and its value (see `values`)."""
 
     raw: bytes
     value: Any
@@ -69,9 +70,16 @@ async def parse_items(
     max_item_bytes: int,
     what: str,
     shape: str,
+    turns: asyncio.Lock | None = None,
+    values: bool = True,
 ) -> list[Item]:
     """The elements of the array `{key: [...]}` (`key` None: a bare array) in `body`.
-    `shape` says what the body should look like, for the error when it does not."""
+    `shape` says what the body should look like, for the error when it does not.
+    With `turns`, held for each element, concurrent parses take turns an element at a
+    time: another request waits for one element at most, not one of each. Without
+    `values`, each element's value is dropped once checked (`Item.value` is None): a
+    caller that needs only the bytes keeps no objects alive, which the garbage
+    collector would scan again and again while the body is read."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -91,7 +99,11 @@ async def parse_items(
             at = _skip(text, at + 1)
         elif text.startswith("]", at):
             break  # empty
-        item, at = _element(text, at, len(items), max_item_bytes, what)
+        if turns is None:
+            item, at = _element(text, at, len(items), max_item_bytes, what, values)
+        else:
+            async with turns:
+                item, at = _element(text, at, len(items), max_item_bytes, what, values)
         items.append(item)
         if len(items) > max_items:
             raise PayloadTooLarge(f"a {what} holds at most {max_items} elements")
@@ -107,15 +119,22 @@ async def parse_items(
     return items
 
 
-def _element(text: str, at: int, index: int, max_bytes: int, what: str) -> tuple[Item, int]:
+def _element(
+    text: str, at: int, index: int, max_bytes: int, what: str, keep: bool
+) -> tuple[Item, int]:
     try:
-        _, end = _SCANNER.raw_decode(text, at)
+        value, end = _SCANNER.raw_decode(text, at)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"element {index} of the {what} is not valid JSON: {exc}") from None
     raw = text[at:end].encode()
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"element {index} is {len(raw)} bytes; the limit is {max_bytes}")
-    return Item(raw, _loads(raw, f"element {index} of the {what}")), _skip(text, end)
+    if _SURROGATE.search(raw):
+        # The standard library takes a lone surrogate (\ud800) that orjson, and every
+        # consumer decoding with it, refuses: a pair passes both.
+        _loads(raw, f"element {index} of the {what}")
+    check_depth(raw)
+    return Item(raw, value if keep else None), _skip(text, end)
 
 
 def _loads(raw: bytes, what: str) -> Any:

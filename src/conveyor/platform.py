@@ -56,7 +56,12 @@ class Platform:
         self.backends = BackendPool(self.queues, self.embedded)
         self.idempotency = IdempotencyStore(self.db)
         self.activity = PublishActivity(self.db)
-        self.publisher = Publisher(self.backends, self.idempotency, self.activity)
+        #: Big JSON bodies (batches, bulk writes) are parsed an element at a time, taking
+        #: turns, so that other requests wait for one element at most.
+        self.parse_turns = asyncio.Lock()
+        self.publisher = Publisher(
+            self.backends, self.idempotency, self.activity, parse_turns=self.parse_turns
+        )
         self.links = LinkRegistry(self.db)
         self.outbox = OutboxStore(self.db)
         self.relay = Relay(

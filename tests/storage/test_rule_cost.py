@@ -3,12 +3,9 @@ rule ever holds up other requests (`/health` answers in < 100 ms meanwhile)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable
-from typing import Any
-
 import httpx
+
+from tests.responsiveness import health_while
 
 TABLES = "/api/v1/zstorage/tables"
 #: The issue's rule: nested all() over list literals (9.2 s per write before).
@@ -17,21 +14,6 @@ NESTED = f"{LIST}.all(a, {LIST}.all(b, {LIST}.all(c, {LIST}.all(d, a == d))))"
 #: Cheap when saved, quadratic in the record: slow for a long list.
 BIG = "[" + ",".join(["1"] * 250) + "]"
 PAIRS = "record.items.all(x, record.items.all(y, x != y || x == y))"
-
-
-async def health_while(client: httpx.AsyncClient, work: Awaitable[Any]) -> tuple[Any, float, int]:
-    """Run `work` and poll /health until it ends: (its result, slowest /health, polls)."""
-    task = asyncio.ensure_future(work)
-    slowest, polls = 0.0, 0
-    while not task.done():
-        started = time.perf_counter()
-        response = await client.get("/health")
-        slowest = max(slowest, time.perf_counter() - started)
-        assert response.status_code == 200
-        polls += 1
-        # Over ASGI a /health never waits on I/O: let the work go on between polls.
-        await asyncio.wait({task}, timeout=0.02)
-    return await task, slowest, polls
 
 
 async def test_a_costly_rule_is_refused_when_saved_with_the_reason(

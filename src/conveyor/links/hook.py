@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.db import after_commit
-from conveyor.exceptions import BackendError, ConveyorError
+from conveyor.exceptions import BackendError, ConveyorError, ValidationError
 from conveyor.links import messages
 from conveyor.links.model import Link, LinkMode
 from conveyor.links.outbox import OutboxRow, OutboxStore, Status
@@ -127,6 +127,13 @@ class LinkHook:
             headers={HEADER_MESSAGE_ID: message_id},
             ordering_key=messages.ordering_key(link.table_name, current.get("id")),
         )
+        limit = queue.options.max_message_bytes
+        if len(message.body) > limit:
+            raise ValidationError(
+                f"the message of this write to queue {queue.name!r} would be "
+                f"{len(message.body)} bytes; the queue accepts {limit} (its max_message_bytes)",
+                details=[{"field": None, "rule": "max_message_bytes", "message": "too large"}],
+            )
         row = outbox_row(link, event, current.get("id"), message)
         if queue.type is QueueType.EMBEDDED:
             embedded = self._embedded.backend(queue)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
@@ -48,10 +49,14 @@ class Publisher:
         backends: BackendPool,
         idempotency: IdempotencyStore,
         activity: PublishActivity | None = None,
+        *,
+        parse_turns: asyncio.Lock | None = None,
     ) -> None:
         self._backends = backends
         self._idempotency = idempotency
         self._activity = activity
+        #: Batches are parsed taking turns with other big bodies (see `parse_items`).
+        self._parse_turns = parse_turns
 
     async def publish(
         self,
@@ -93,11 +98,13 @@ class Publisher:
             max_item_bytes=queue.options.max_message_bytes,
             what="batch",
             shape=BATCH_SHAPE,
+            turns=self._parse_turns,
+            values=False,
         )
         if not items:
             raise BadRequest(BATCH_SHAPE)
         for index, item in enumerate(items):
-            if not isinstance(item.value, dict):
+            if not item.raw.startswith(b"{"):  # valid JSON: an object begins so, only
                 raise BadRequest(f"messages[{index}] must be a JSON object")
         outgoing = [OutgoingMessage(body=item.raw) for item in items]
         if idempotency_key is None:

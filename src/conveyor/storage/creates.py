@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.db import Database, bulk, flush
@@ -83,9 +82,10 @@ class Creates:
             async with self._db.write() as conn:
                 try:
                     return await self._write(conn, creates)
-                except (IntegrityError, ProgrammingError, OperationalError) as error:
-                    # A broken constraint (PostgreSQL), or a definition gone from under
-                    # the cached one (a column dropped by another process).
+                except Exception as error:
+                    # A broken constraint (PostgreSQL), a definition gone from under the
+                    # cached one (a column dropped by another process), a hook refusing
+                    # one record: alone, each gets its own answer.
                     raise _LongWay from error
         except _LongWay:
             return [None] * len(creates)

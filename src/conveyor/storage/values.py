@@ -9,6 +9,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from conveyor.storage.fields import INT64, LENGTH_BOUNDED, Field, FieldType
 
 #: A pragmatic address check: one @, no spaces, a dotted domain.
@@ -20,6 +22,8 @@ INTEGER_RE = re.compile(r"^[+-]?[0-9]{1,19}$")
 MAX_EMAIL = 254
 MAX_URL = 2048
 MAX_JSON_DEPTH = 32
+#: The largest value of a json field, encoded (a record's whole body is bounded too).
+MAX_JSON_BYTES = 256 * 1024
 FLOAT_DIGITS = 15  # what a double holds exactly
 
 
@@ -137,6 +141,9 @@ def _datetime(field: Field, value: Any) -> datetime:
 
 def _json(field: Field, value: Any) -> Any:
     _check_json(value, 0)
+    size = len(orjson.dumps(value))
+    if size > MAX_JSON_BYTES:
+        raise Invalid(f"is {size} bytes of JSON; a json field holds at most {MAX_JSON_BYTES}")
     return value
 
 

@@ -13,12 +13,11 @@ from fastapi import Request
 from starlette.responses import Response
 
 from conveyor.api.auth import authenticate, platform_of
+from conveyor.api.bodies import read_body
 from conveyor.api.responses import Json
 from conveyor.api.routing import Router
 from conveyor.exceptions import (
-    BadRequest,
     Forbidden,
-    PayloadTooLarge,
     QueueNotFound,
     UnsupportedMediaType,
 )
@@ -84,27 +83,10 @@ async def _authorised_queue(
     return key, queue
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise BadRequest("invalid Content-Length")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"the body is {declared} bytes; this queue accepts {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a chunked body: stop reading as soon as it is too large
-            raise PayloadTooLarge(f"the body is over {limit} bytes, the limit of this queue")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _publish(request: Request, find: Callable[[], Awaitable[Queue]], batch: bool) -> Response:
     api_key, queue = await _authorised_queue(request, find)
     limit = batch_limit(queue) if batch else queue.options.max_message_bytes
-    body = await _read_body(request, limit)
+    body = await read_body(request, limit, accepts="this queue")
     key = request.headers.get("idempotency-key")
     publisher = platform_of(request).publisher
     answer: dict[str, Any]

@@ -9,14 +9,17 @@ from fastapi import Depends, Path, Query, Request
 from starlette.responses import Response
 
 from conveyor.api.auth import platform_of, require
+from conveyor.api.bodies import read_body
 from conveyor.api.responses import Json
 from conveyor.api.routing import Router
 from conveyor.exceptions import InvalidJson, UnsupportedMediaType, ValidationError
+from conveyor.json_bodies import parse_items
 from conveyor.keys import ApiKey, Scope
 from conveyor.links import table_links
 from conveyor.platform import Platform
 from conveyor.storage import Storage
 from conveyor.storage.model import TableDef
+from conveyor.storage.records import MAX_BULK
 
 router = Router(prefix="/api/v1/zstorage", tags=["zstorage"], default_response_class=Json)
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
@@ -30,14 +33,19 @@ def storage(request: Request) -> Storage:
     return platform_of(request).storage
 
 
-async def json_body(request: Request) -> Any:
-    """The body, parsed strictly: no NaN, no lone surrogates, nothing a response could
-    not carry back."""
+def _require_json(request: Request) -> None:
     # A missing Content-Type is refused too, as on the publish API.
     media = request.headers.get("content-type", "").split(";")[0].strip()
     if media.lower() != "application/json" and not media.lower().endswith("+json"):
         raise UnsupportedMediaType()
-    raw = await request.body()
+
+
+async def json_body(request: Request) -> Any:
+    """The body, parsed strictly (no NaN, no lone surrogates, nothing a response could
+    not carry back), and no larger than `max_record_bytes`."""
+    _require_json(request)
+    limit = platform_of(request).settings.max_record_bytes
+    raw = await read_body(request, limit, accepts="this endpoint")
     if not raw:
         raise InvalidJson("a JSON request body is required")
     try:
@@ -56,7 +64,6 @@ async def json_object(body: Annotated[Any, Depends(json_body)]) -> dict[str, Any
 
 
 JsonObject = Annotated[dict[str, Any], Depends(json_object)]
-JsonValue = Annotated[Any, Depends(json_body)]
 #: The body is read by the dependencies above; this documents it in the OpenAPI schema.
 BODY = {
     "requestBody": {
@@ -183,9 +190,21 @@ async def create_record(request: Request, table: str) -> Json:
     summary="Create up to 1000 records at once",
     openapi_extra=BODY,
 )
-async def create_records(request: Request, table: str, body: JsonValue, _: Writer) -> Json:
-    items = body.get("records") if isinstance(body, dict) else body
-    records = await storage(request).records.create_many(table, items)
+async def create_records(request: Request, table: str, _: Writer) -> Json:
+    _require_json(request)
+    settings = platform_of(request).settings
+    raw = await read_body(request, settings.max_bulk_bytes, accepts="a bulk write")
+    # Parsed a record at a time, so that megabytes of records never hold up other requests.
+    items = await parse_items(
+        raw,
+        key="records" if raw.lstrip().startswith(b"{") else None,
+        max_items=MAX_BULK,
+        max_item_bytes=settings.max_record_bytes,
+        what="bulk write",
+        shape='a bulk write is [record, …] or {"records": [record, …]}',
+        turns=platform_of(request).parse_turns,
+    )
+    records = await storage(request).records.create_many(table, [i.value for i in items])
     return Json({"items": records}, status_code=201)
 
 
