@@ -44,8 +44,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, process: subprocess.Popen[str]) -> None:
         self.base = base
+        self.process = process
         #: Everything the server printed, filled in when it has stopped.
         self.output = ""
 
@@ -62,7 +63,7 @@ def serving(env: dict[str, str], cwd: Path, *args: str) -> Iterator[Server]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    server = Server(f"http://127.0.0.1:{port}")
+    server = Server(f"http://127.0.0.1:{port}", process)
     base = server.base
     try:
         deadline = time.monotonic() + 30
