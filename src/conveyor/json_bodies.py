@@ -50,10 +50,13 @@ class Item:
     value: Any
 
 
-def parse_object(body: bytes, *, max_bytes: int, what: str = "message") -> dict[str, Any]:
-    """The decoded JSON object in `body`, or BadRequest/PayloadTooLarge saying why."""
+def parse_object(
+    body: bytes, *, max_bytes: int, what: str = "message", accepts: str = "this queue"
+) -> dict[str, Any]:
+    """The decoded JSON object in `body`, or BadRequest/PayloadTooLarge saying why;
+    `accepts` names who sets `max_bytes`, for the error."""
     if len(body) > max_bytes:
-        raise PayloadTooLarge(f"the {what} is {len(body)} bytes; the limit is {max_bytes}")
+        raise PayloadTooLarge(f"the {what} is {len(body)} bytes; {accepts} accepts {max_bytes}")
     if not body.strip():
         raise BadRequest(f"the {what} is empty; send a JSON object")
     value = _loads(body, what)
