@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from cachetools import TTLCache
 from sqlalchemy import Row, bindparam, func, insert, select, update
 
 from conveyor.db import Database
 from conveyor.db.tables import api_keys
 from conveyor.db.types import utcnow
 from conveyor.exceptions import KeyNotFound, Unauthenticated, field_error
+from conveyor.expiring import ExpiringCache
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ class KeyStore:
         cache_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
-        self._cache: TTLCache[str, _Cached | None] = TTLCache(
-            maxsize=10_000, ttl=cache_ttl_s, timer=cache_clock
+        self._cache: ExpiringCache[str, _Cached | None] = ExpiringCache(
+            cache_ttl_s, clock=cache_clock
         )
         self._cache_enabled = cache_ttl_s > 0
         self._loading: dict[str, asyncio.Future[_Cached | None]] = {}
@@ -190,7 +190,7 @@ class KeyStore:
                 await conn.execute(
                     update(api_keys).where(api_keys.c.id == keyid).values(revoked_at=key.revoked_at)
                 )
-        self._cache.pop(keyid, None)
+        self._cache.pop(keyid)
         return key
 
     async def authenticate(self, token: str) -> ApiKey:
@@ -209,11 +209,9 @@ class KeyStore:
         return cached.key
 
     async def _lookup(self, keyid: str) -> _Cached | None:
-        if self._cache_enabled:
-            try:  # one lookup, not `in` then `[]`: an entry can expire between the two
-                return self._cache[keyid]
-            except KeyError:
-                pass
+        found = self._cache.lookup(keyid)
+        if found is not None:
+            return found[0]
         # Concurrent misses for one key share a single query; the shared task is
         # shielded so that a cancelled request does not cancel the others' lookup.
         task = self._loading.get(keyid)
@@ -228,7 +226,7 @@ class KeyStore:
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == keyid))).first()
         loaded = _Cached(ApiKey.from_row(row), row.secret_sha256) if row is not None else None
         if self._cache_enabled:
-            self._cache[keyid] = loaded
+            self._cache.put(keyid, loaded)  # unknown ids too, as None
         return loaded
 
     async def flush_usage(self) -> None:

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from cachetools import TTLCache
-
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
+from conveyor.queues.registry import QueueRegistry
 
 
-class ExpiresBetweenLookups(TTLCache[Any, Any]):
-    """An entry that is there when asked about and gone when read: what a TTL cache
-    shows when the entry's time runs out between the two."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __getitem__(self, key: Any) -> Any:
-        raise KeyError(key)
-
-
-async def test_an_entry_expiring_during_a_lookup_is_read_again(platform: Platform) -> None:
+async def test_a_queue_changed_elsewhere_is_seen_once_the_entry_expires(
+    platform: Platform,
+) -> None:
     queue = await platform.queues.create({"name": "orders", "type": "embedded"})
-    platform.queues._cache = ExpiresBetweenLookups(10, 60)
-    found: Queue = await platform.queues.find("orders")
+    now = [0.0]
+    other = QueueRegistry(platform.db, platform.queues._box, cache_ttl_s=2.0)
+    other._cache._clock = lambda: now[0]
+    found: Queue = await other.get(queue.id)
     assert found.id == queue.id
-    assert (await platform.queues.get(queue.id)).name == "orders"
+    await platform.queues.update(queue.id, {"description": "changed"})
+    now[0] = 1.9
+    assert (await other.get(queue.id)).description != "changed"
+    now[0] = 2.0
+    assert (await other.get(queue.id)).description == "changed"

@@ -39,37 +39,36 @@ class Gateway:
             return
         refusal = _refusal(scope)
         app = self.app if refusal is None else refusal
-        if not scope["path"].startswith(BACK_OFFICE):
-            send = _with_api_headers(send)
-        if not access_log.isEnabledFor(logging.INFO):
+        api = not scope["path"].startswith(BACK_OFFICE)
+        logged = access_log.isEnabledFor(logging.INFO)
+        if not (api or logged):
             await app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
 
-        async def send_wrapper(message: Message) -> None:
+        # One wrapper for both jobs: each layer around `send` costs a call per message.
+        async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if api:
+                    message = _with_api_headers(message)
             await send(message)
 
         try:
-            await app(scope, receive, send_wrapper)
+            await app(scope, receive, sending)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
+            if logged:
+                ms = (time.perf_counter() - started) * 1000
+                access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, ms)
 
 
-def _with_api_headers(send: Send) -> Send:
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            names = {name.lower() for name, _ in headers}
-            headers += [pair for pair in _API_HEADERS if pair[0] not in names]
-            message = {**message, "headers": headers}
-        await send(message)
-
-    return sending
+def _with_api_headers(start: Message) -> Message:
+    headers = list(start.get("headers", ()))
+    names = [name.lower() for name, _ in headers]
+    headers += [pair for pair in _API_HEADERS if pair[0] not in names]
+    return {**start, "headers": headers}
 
 
 def _refusal(scope: Scope) -> ASGIApp | None:

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from cachetools import TTLCache
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,6 +16,7 @@ from conveyor.db import Database
 from conveyor.db.tables import messages, queues
 from conveyor.db.types import utcnow
 from conveyor.exceptions import Conflict, QueueNotFound, ValidationError, field_error
+from conveyor.expiring import ExpiringCache
 from conveyor.queues import addresses
 from conveyor.queues.model import (
     Credentials,
@@ -50,7 +50,7 @@ class QueueRegistry:
         self._box = box
         #: Refuse URLs that resolve to private addresses (`addresses.py`).
         self.deny_private_urls = deny_private_urls
-        self._cache: TTLCache[tuple[str, str], Queue | None] = TTLCache(10_000, cache_ttl_s)
+        self._cache: ExpiringCache[tuple[str, str], Queue | None] = ExpiringCache(cache_ttl_s)
         self._caching = cache_ttl_s > 0
 
     async def create(self, spec: Mapping[str, Any]) -> Queue:
@@ -147,10 +147,12 @@ class QueueRegistry:
         if not self._caching:
             queue = await self._load(column, value, conn)
         else:
-            try:  # one lookup, not `in` then `[]`: an entry can expire between the two
-                queue = self._cache[key]
-            except KeyError:
-                queue = self._cache[key] = await self._load(column, value, conn)
+            found = self._cache.lookup(key)
+            if found is not None:
+                queue = found[0]
+            else:
+                queue = await self._load(column, value, conn)
+                self._cache.put(key, queue)
         if queue is None:
             # The same text as for a queue a key may not see (the publish API): no probing.
             raise QueueNotFound(f"no queue {value!r}")
