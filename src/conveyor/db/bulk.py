@@ -6,8 +6,13 @@ with RETURNING costs tens of µs a row on the event loop (parameters processed t
 its generic machinery, the statement rendered again for each batch size); here each
 statement is built and compiled once and bound by a plan (`conveyor.db.pipelined`):
 
-- SQLite: one `INSERT ... RETURNING` per row, queued on the connection: they run on the
-  database's thread together with the transaction's COMMIT, one trip for the batch.
+- SQLite: statements queued on the connection, which run on the database's thread
+  together with the transaction's COMMIT, one trip for the batch: one multi-row
+  `INSERT ... VALUES (...), (...) RETURNING` per power-of-two chunk of the rows (a
+  batch of 100 is three statements, and nine statements serve every batch size; the
+  new ids ascend in the order of the VALUES, so sorting by id gives the order given),
+  or, where a row may fail alone (`may_conflict`) or a guard decides, one
+  `INSERT ... SELECT ... RETURNING` per row.
 - PostgreSQL: one `INSERT ... SELECT ... FROM unnest(:column arrays) WITH ORDINALITY`
   for all rows, in their order; the new ids ascend in that order, so sorting the
   returned rows by id gives them back in the order given (SQLAlchemy's
@@ -21,6 +26,7 @@ columns' result processors, as with `conn.execute`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.db.pipeline import pipelined
+from conveyor.db.pipeline import pipelined, pipelined_each
 from conveyor.db.sqlite_driver import Pipelined
 
 Row = tuple[Any, ...]
@@ -69,6 +75,10 @@ class _Plan:
     constant_results: tuple[Processor, ...]
 
 
+#: SQLite: the sizes multi-row INSERTs are cut into (a batch of 50 is 32 + 16 + 2).
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+
+
 class Inserted:
     """The rows an insert stored, in the order given (on SQLite, once the transaction
     committed): each the columns of `returning`, or None where nothing was stored (a
@@ -81,16 +91,23 @@ class Inserted:
         constants: Row,
         *,
         handles: Sequence[Pipelined] = (),
+        chunks: Sequence[tuple[Pipelined, int]] = (),
         rows: Sequence[Row | None] = (),
     ) -> None:
         self._plan = plan
         self._constants = constants
         self._handles = handles
+        self._chunks = chunks
         self._rows = rows
 
     def rows(self) -> list[Row | None]:
+        raw: list[Row | None]
         if self._handles:
             raw = [h.rows[0] if h.rows else None for h in self._handles]
+        elif self._chunks:
+            raw = []
+            for handle, count in self._chunks:
+                raw += _in_given_order(self._plan, list(handle.rows or ()), count)
         else:
             raw = list(self._rows)
         return [None if row is None else self._complete(row) for row in raw]
@@ -143,18 +160,48 @@ async def insert(
         returned = (await pipelined(conn, plan.statement, arrays | extra)).rows or []
         in_order = _in_given_order(plan, returned, len(rows))
         return Inserted(plan, stored, rows=in_order)
-    handles = [
-        await pipelined(conn, plan.statement, {**row, **extra}, may_conflict=may_conflict)
-        for row in rows
+    if may_conflict or spec.guard_table is not None or "id" not in plan.returned:
+        given = [{**row, **extra} for row in rows] if extra else rows
+        handles = await pipelined_each(conn, plan.statement, given, may_conflict=may_conflict)
+        return Inserted(plan, stored, handles=handles)
+    chunks, at = [], 0
+    for size in _chunk_sizes(len(rows)):
+        values = dict(extra)
+        for i, row in enumerate(rows[at : at + size]):
+            values.update({f"{name}_{i}": row[name] for name in spec.names})
+        handle = await pipelined(conn, _values_statement(spec, plan.returned, size), values)
+        chunks.append((handle, size))
+        at += size
+    return Inserted(plan, stored, chunks=chunks)
+
+
+def _chunk_sizes(count: int) -> list[int]:
+    sizes = []
+    for size in _CHUNKS:
+        while count >= size:
+            sizes.append(size)
+            count -= size
+    return sizes
+
+
+@functools.lru_cache(maxsize=MAX_SPECS)
+def _values_statement(spec: Spec, returned: tuple[str, ...], count: int) -> Any:
+    """SQLite: `INSERT INTO t (names, constants) VALUES (...) `count` times, RETURNING ...`, the
+    names bound as `name_i` for the i-th row, the constants once (bound already)."""
+    columns = spec.table.c
+    constants = {n: sa.bindparam(f"c_{n}", type_=sa.types.NullType()) for n in spec.constants}
+    rows = [
+        {n: sa.bindparam(f"{n}_{i}", type_=columns[n].type) for n in spec.names} | constants
+        for i in range(count)
     ]
-    return Inserted(plan, stored, handles=handles)
+    return sa.insert(spec.table).values(rows).returning(*(columns[n] for n in returned))
 
 
 def _bound(bind: Processor, value: Any) -> Any:
     return value if bind is None or value is None else bind(value)
 
 
-def _in_given_order(plan: _Plan, returned: list[Row], count: int) -> list[Row | None]:
+def _in_given_order(plan: _Plan, returned: list[Any], count: int) -> list[Row | None]:
     if not returned:
         return [None] * count
     assert len(returned) == count, "an INSERT ... SELECT stores all of its rows or none"

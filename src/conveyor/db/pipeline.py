@@ -72,6 +72,32 @@ async def pipelined(
     return result
 
 
+async def pipelined_each(
+    conn: AsyncConnection,
+    statement: Executable,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    may_conflict: bool = False,
+) -> list[Pipelined]:
+    """`pipelined(conn, statement, row)` for each of `rows` (all with the same keys),
+    each with its own handle; the statement is looked up and the driver found once, not
+    once a row (a batch of a hundred messages is a hundred statements on SQLite)."""
+    if not rows:
+        return []
+    compiled = None
+    if conn.in_transaction():
+        compiled = _Compiled.of(statement, tuple(rows[0]), conn.dialect)
+    driver = _sqlite_driver(conn) if compiled is not None else None
+    if compiled is None or driver is None:
+        return [await pipelined(conn, statement, row, may_conflict=may_conflict) for row in rows]
+    handles = []
+    for values in _bound(compiled, list(rows)):
+        handle = Pipelined(may_conflict=may_conflict)
+        driver.queue(compiled.sql, values, handle, many=False)
+        handles.append(handle)
+    return handles
+
+
 async def flush(conn: AsyncConnection) -> None:
     """Run the statements queued on `conn` now (SQLite), so that their rows are there
     before the commit; elsewhere they ran already."""
