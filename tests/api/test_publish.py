@@ -72,6 +72,10 @@ async def test_publish_batch_answers_in_order(
     deliveries = await (await platform.backends.get(queue)).receive(100)
     by_id = {d.id: orjson.loads(d.body) for d in deliveries}
     assert [by_id[r["message-id"]]["n"] for r in results] == list(range(100))
+    # Each answer's row id is its own message's (100 rows: multi-row INSERTs of 64, 32, 4).
+    row_ids = {d.id: d.backend_id for d in deliveries}
+    assert [row_ids[r["message-id"]] for r in results] == [r["sqs-id"] for r in results]
+    assert [int(r["sqs-id"]) for r in results] == sorted(int(r["sqs-id"]) for r in results)
     by_name = await client.post(
         f"{PUBLISH}/a/orders/publish-batch", headers=publisher, json={"messages": [{"x": 1}]}
     )
