@@ -1,10 +1,11 @@
 """ZStorage benchmarks (run on demand, not part of the test suite).
 
-    .venv/bin/python benchmarks/storage_bench.py [--rows 1000000] [--creates 500]
+    .venv/bin/python benchmarks/storage_bench.py [--rows 1000000] [--rounds 3]
+        [--seconds 10] [--minimal PATH]
 
-1. Record create through the HTTP API (in-process ASGI, auth, validation, a CEL rule)
-   against a raw SQLAlchemy Core insert of the same row, one transaction each, in the
-   same run; then bulk creates (1000 per request). On SQLite and PostgreSQL.
+1. Record creates on `conveyor serve` beside the yardstick (`yardstick.py`:
+   minimal_app.py's `POST /records`, the same record, one durable INSERT), then bulk
+   writes of 1000 records a request; wrk, alternating rounds, SQLite and PostgreSQL.
 2. Filtered, sorted, paginated queries over `--rows` rows in PostgreSQL, through the
    API, with the field indexed: p50/p99 of the first page, of pages deep in a cursor
    walk, and of an offset page.
@@ -21,15 +22,16 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import sqlalchemy as sa
+from yardstick import DEFAULT_MINIMAL, RECORD, Load, conveyor, minimal, need_wrk, wrk
 
 from conveyor.api import create_app
 from conveyor.config import Settings
-from conveyor.db.types import utcnow
 from conveyor.platform import Platform
 
 POSTGRES_URL = os.environ.get(
@@ -46,6 +48,7 @@ TABLE = {
     "rules": [{"name": "adult", "expression": "record.idade >= 18", "message": "18+"}],
 }
 RECORDS = "/api/v1/zstorage/tables/estudante/records"
+BULK = 1000
 
 
 @asynccontextmanager
@@ -93,52 +96,31 @@ def row(i: int) -> dict[str, Any]:
     return {"nome": f"Aluno {i}", "idade": 18 + i % 60, "email": f"a{i}@x.io", "saldo": "10.50"}
 
 
-async def rate(n: int, step: Callable[[int], Awaitable[None]], first: int = 0) -> float:
-    started = time.perf_counter()
-    for i in range(first, first + n):
-        await step(i)
-    return n / (time.perf_counter() - started)
-
-
-async def interleaved(
-    n: int, a: Callable[[int], Awaitable[None]], b: Callable[[int], Awaitable[None]]
-) -> tuple[float, float]:
-    """Median rates of `a` and `b`, run in alternating rounds so that both see the same
-    background load."""
-    rounds, a_rates, b_rates = 10, [], []
-    for r in range(rounds):
-        a_rates.append(await rate(n // rounds, a, 1_000_000 + r * n))
-        b_rates.append(await rate(n // rounds, b, 2_000_000 + r * n))
-    return statistics.median(a_rates), statistics.median(b_rates)
-
-
-async def writes(kind: str, creates: int) -> list[tuple[str, str, float]]:
-    async with platform_on(kind) as platform, api(platform) as client:
-        assert (await client.post("/api/v1/zstorage/tables", json=TABLE)).status_code == 201
-        table = await platform.storage.tables.get("estudante")
-
-        async def through_api(i: int) -> None:
-            response = await client.post(RECORDS, json=row(i))
-            assert response.status_code == 201, response.text
-
-        async def raw_insert(i: int) -> None:
-            values = row(i) | {"created_at": utcnow(), "updated_at": utcnow()}
-            async with platform.db.write() as conn:
-                await conn.execute(sa.insert(table.sql).values(values))
-
-        async def bulk(i: int) -> None:
-            batch = [row(i * 1000 + j) for j in range(1000)]
-            response = await client.post(f"{RECORDS}:bulk", json=batch)
-            assert response.status_code == 201, response.text
-
-        await rate(20, through_api)  # warm-up: caches, connection pool
-        await rate(20, raw_insert)
-        api_rate, raw_rate = await interleaved(creates, through_api, raw_insert)
-        bulk_rate = 1000 * await rate(5, bulk)
+def writes(database: str, rounds: int, seconds: int, app: Path) -> list[tuple[str, Load]]:
+    """Record creates on `conveyor serve` beside the yardstick's `POST /records` (the
+    same three-field record, one durable INSERT), and bulk writes of 1000, by wrk in
+    alternating rounds; the median round of each."""
+    bulk_body = "[" + ",".join([RECORD] * BULK) + "]"
+    loads: dict[str, list[Load]] = {"create": [], "bulk": [], "minimal": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with conveyor(database, work) as ours, minimal(database, work, app) as yardstick:
+            records = f"{ours.base}/api/v1/zstorage/tables/estudante/records"
+            runs: dict[str, Callable[[int], Load]] = {
+                "create": lambda s: wrk(records, RECORD, key=ours.key, seconds=s),
+                # Four at a time: fifty bulk writes in flight would queue past wrk's timeout.
+                "bulk": lambda s: wrk(
+                    f"{records}:bulk", bulk_body, key=ours.key, seconds=s, connections=4
+                ),
+                "minimal": lambda s: wrk(f"{yardstick}/records", RECORD, seconds=s),
+            }
+            for measure in runs.values():
+                measure(2)  # warm-up
+            for _ in range(rounds):
+                for name, measure in runs.items():
+                    loads[name].append(measure(seconds))
     return [
-        (kind, "raw Core insert (1 row / transaction)", raw_rate),
-        (kind, "API create (1 record / request)", api_rate),
-        (kind, "API bulk (1000 records / request)", bulk_rate),
+        (name, sorted(runs_, key=lambda x: x.rps)[len(runs_) // 2]) for name, runs_ in loads.items()
     ]
 
 
@@ -220,19 +202,34 @@ async def queries(rows: int, samples: int) -> list[tuple[str, float, float]]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--creates", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--minimal", type=Path, default=DEFAULT_MINIMAL)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
 
-    print("\n## Writes (records per second, higher is better)\n")
-    print("| database | operation | records/s | vs raw insert |\n|---|---|---|---|")
+    need_wrk()
+    print("\n## Writes: records per second, `conveyor serve` beside minimal_app.py\n")
+    print(
+        f"wrk -t1 -c50 (bulk: -c4), {args.seconds} s a run, "
+        f"median of {args.rounds} alternating rounds\n"
+    )
+    print("| database | route | req/s | records/s | p99 ms | vs minimal |")
+    print("|---|---|---|---|---|---|")
     for kind in ("sqlite", "postgresql"):
-        lines = await writes(kind, args.creates)
-        raw = lines[0][2]
-        for db, what, per_s in lines:
-            print(f"| {db} | {what} | {per_s:,.0f} | {per_s / raw:.2f}x |")
-        print(f"| {kind} | bulk vs single API create | | {lines[2][2] / lines[1][2]:.1f}x |")
+        measured = dict(writes(kind, args.rounds, args.seconds, args.minimal))
+        yardstick = measured["minimal"].rps
+        for name, label, per in (
+            ("create", "POST …/records (Conveyor)", 1),
+            ("bulk", f"POST …/records:bulk of {BULK} (Conveyor)", BULK),
+            ("minimal", "POST /records (minimal_app.py)", 1),
+        ):
+            load = measured[name]
+            print(
+                f"| {kind} | {label} | {load.rps:,.0f} | {load.rps * per:,.0f} | "
+                f"{load.p99_ms:.1f} | {load.rps * per / yardstick:.2f}x |"
+            )
 
     print(f"\n## Queries over {args.rows:,} rows in PostgreSQL, through the API\n")
     results = await queries(args.rows, args.samples)
