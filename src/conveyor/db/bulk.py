@@ -75,6 +75,8 @@ class _Plan:
     constant_results: tuple[Processor, ...]
 
 
+#: SQLite's limit on a statement's bound parameters (SQLITE_MAX_VARIABLE_NUMBER).
+MAX_PARAMETERS = 32_766
 #: SQLite: the sizes multi-row INSERTs are cut into (a batch of 50 is 32 + 16 + 2).
 _CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 
@@ -164,9 +166,12 @@ async def insert(
         given = [{**row, **extra} for row in rows] if extra else rows
         handles = await pipelined_each(conn, plan.statement, given, may_conflict=may_conflict)
         return Inserted(plan, stored, handles=handles)
+    # The multi-row statement binds its constants through their columns' types itself.
+    given_constants = {f"c_{n}": v for n, v in zip(spec.constants, constants, strict=True)}
     chunks, at = [], 0
-    for size in _chunk_sizes(len(rows)):
-        values = dict(extra)
+    per_row = len(spec.names) + len(spec.constants)
+    for size in _chunk_sizes(len(rows), per_row):
+        values = dict(given_constants)
         for i, row in enumerate(rows[at : at + size]):
             values.update({f"{name}_{i}": row[name] for name in spec.names})
         handle = await pipelined(conn, _values_statement(spec, plan.returned, size), values)
@@ -175,9 +180,12 @@ async def insert(
     return Inserted(plan, stored, chunks=chunks)
 
 
-def _chunk_sizes(count: int) -> list[int]:
+def _chunk_sizes(count: int, per_row: int) -> list[int]:
+    """`count` rows cut into sizes of `_CHUNKS`, none over SQLite's bound parameters."""
     sizes = []
     for size in _CHUNKS:
+        if size * per_row > MAX_PARAMETERS and size > 1:
+            continue
         while count >= size:
             sizes.append(size)
             count -= size
@@ -187,9 +195,9 @@ def _chunk_sizes(count: int) -> list[int]:
 @functools.lru_cache(maxsize=MAX_SPECS)
 def _values_statement(spec: Spec, returned: tuple[str, ...], count: int) -> Any:
     """SQLite: `INSERT INTO t (names, constants) VALUES (...) `count` times, RETURNING ...`, the
-    names bound as `name_i` for the i-th row, the constants once (bound already)."""
+    names bound as `name_i` for the i-th row, the constants as `c_name` in every row."""
     columns = spec.table.c
-    constants = {n: sa.bindparam(f"c_{n}", type_=sa.types.NullType()) for n in spec.constants}
+    constants = {n: sa.bindparam(f"c_{n}", type_=columns[n].type) for n in spec.constants}
     rows = [
         {n: sa.bindparam(f"{n}_{i}", type_=columns[n].type) for n in spec.names} | constants
         for i in range(count)

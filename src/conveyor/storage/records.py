@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.db import Database
+from conveyor.db import Database, bulk
+from conveyor.db.pipeline import flush
 from conveyor.db.tables import storage_tables
 from conveyor.db.types import utcnow
 from conveyor.exceptions import PayloadTooLarge, RecordNotFound, ValidationError
@@ -140,18 +141,23 @@ class Records:
                 raise invalid(problems)
             await self._check_references(conn, table, checked)
             await integrity.check_unique(conn, table, checked)
-            now = utcnow()
-            rows = [
-                {f.name: c.values.get(f.name) for f in table.fields}
-                | {"created_at": now, "updated_at": now}
-                for _, c in checked
-            ]
-            statement = sa.insert(table.sql).returning(
-                *_columns(table), sort_by_parameter_order=True
+            names = tuple(f.name for f in table.fields)
+            spec = bulk.Spec(
+                table.sql,
+                names,
+                tuple(c.name for c in table.stored),
+                constants=("created_at", "updated_at"),
             )
+            now = utcnow()
+            rows = [{name: c.values.get(name) for name in names} for _, c in checked]
             with integrity.translated(table):
-                stored = (await conn.execute(statement, rows)).mappings().all()
-            records = [serialize(table, row) for row in stored]
+                inserted = await bulk.insert(conn, spec, rows, constants=(now, now))
+                await flush(conn)  # SQLite: a broken constraint is raised here
+            records = [
+                serialize(table, dict(zip(spec.returning, row, strict=True)))
+                for row in inserted.rows()
+                if row is not None
+            ]
             for record in records:
                 await self.on_write(conn, table, "create", record, None)
             return records
