@@ -4,7 +4,7 @@ its limit."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from conveyor.exceptions import BadRequest, PayloadTooLarge
 
@@ -18,11 +18,18 @@ async def read_body(request: Request, limit: int, *, accepts: str) -> bytes:
             raise BadRequest("invalid Content-Length")
         if int(declared) > limit:
             raise PayloadTooLarge(f"the body is {declared} bytes; {accepts} accepts {limit}")
+    # Straight from `receive`: Starlette's `stream()` is an async generator, a few µs
+    # more per request on the hot routes, for nothing they need.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the body is over {limit} bytes; {accepts} accepts {limit}")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
