@@ -87,7 +87,7 @@ async def run(database: str, sent: int, n: int) -> list[tuple[str, str, float, f
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.close()
         env |= {"database_url": POSTGRES_URL, "database_schema": schema}
-    settings = Settings(_env_file=None, **env)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **env).resolved()  # type: ignore[call-arg]
     platform = Platform(settings)
     await platform.migrate()
     rows: list[tuple[str, str, float, float]] = []
