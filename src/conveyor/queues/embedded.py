@@ -12,7 +12,19 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, delete, func, select, tuple_, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -119,6 +131,7 @@ class EmbeddedBackend:
         self._store = store
         self._db = store.db
         self._draining = False
+        self._statements: tuple[Any, Any] | None = None
 
     async def open(self) -> None:
         return None
@@ -185,46 +198,74 @@ class EmbeddedBackend:
                 probe = select(messages.c.id).where(self._visible(now)).limit(1)
                 if (await conn.execute(probe)).first() is None:
                     return []
-        lease = secrets.token_hex(8)
+        bury, claim = self._claim_statements()
         until = now + int(self.queue.options.visibility_timeout_s * 1000)
-        candidates = (
-            select(messages.c.id)
-            .where(self._visible(now))
-            .order_by(messages.c.visible_at, messages.c.id)
-            .limit(limit)
-        )
-        if self._db.dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        claim = (
-            update(messages)
-            .where(messages.c.id.in_(candidates.scalar_subquery()))
-            .values(attempt=messages.c.attempt + 1, lease_id=lease, visible_at=until)
-            .returning(messages)
-        )
+        params = {
+            "p_queue_id": self.queue.id,
+            "p_now": now,
+            "p_limit": limit,
+            "p_lease": secrets.token_hex(8),
+            "p_until": until,
+            "p_max_attempts": self.queue.options.max_attempts,
+        }
         async with self._db.write() as conn:
-            await self._bury_crash_loops(conn, candidates)
-            rows = (await conn.execute(claim)).all()
+            # Of the messages about to be claimed, those whose every attempt ended in an
+            # expired lease go to the dead letters first (looking only at the candidates
+            # keeps each claim's cost independent of the backlog).
+            await conn.execute(bury, params)
+            rows = (await conn.execute(claim, params)).all()
         self._draining = len(rows) == limit
         return [self._delivery(row) for row in sorted(rows, key=lambda r: (r.published_at, r.id))]
 
-    async def _bury_crash_loops(self, conn: Any, candidates: Any) -> None:
-        """Of the messages about to be claimed, those whose every attempt ended in an
-        expired lease go to the dead letters (looking only at the candidates keeps each
-        claim's cost independent of the backlog)."""
-        where = and_(
-            messages.c.id.in_(candidates.scalar_subquery()),
-            messages.c.lease_id.is_not(None),
-            messages.c.attempt >= self.queue.options.max_attempts,
-        )
-        if self.queue.options.dead_letter:
-            now = self._store.clock()
-            await conn.execute(
-                update(messages)
-                .where(where)
-                .values(state=DEAD, dead_at=now, lease_id=None, last_error=LEASE_EXPIRED_ERROR)
+    def _claim_statements(self) -> tuple[Any, Any]:
+        """The claim's two statements, built once per queue (building them costs more
+        than running them): bound by `p_queue_id`, `p_now`, `p_limit`, `p_lease`,
+        `p_until` and `p_max_attempts` (an UPDATE reserves its columns' names)."""
+        if self._statements is None:
+            candidates = (
+                select(messages.c.id)
+                .where(
+                    messages.c.queue_id == bindparam("p_queue_id"),
+                    messages.c.state == READY,
+                    messages.c.visible_at <= bindparam("p_now"),
+                )
+                .order_by(messages.c.visible_at, messages.c.id)
+                .limit(bindparam("p_limit", type_=Integer))
             )
-        else:
-            await conn.execute(delete(messages).where(where))
+            if self._db.dialect == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True)
+            chosen = messages.c.id.in_(candidates.scalar_subquery())
+            crash_looped = and_(
+                chosen,
+                messages.c.lease_id.is_not(None),
+                messages.c.attempt >= bindparam("p_max_attempts"),
+            )
+            bury: Any
+            if self.queue.options.dead_letter:
+                bury = (
+                    update(messages)
+                    .where(crash_looped)
+                    .values(
+                        state=DEAD,
+                        dead_at=bindparam("p_now"),
+                        lease_id=None,
+                        last_error=LEASE_EXPIRED_ERROR,
+                    )
+                )
+            else:
+                bury = delete(messages).where(crash_looped)
+            claim = (
+                update(messages)
+                .where(chosen)
+                .values(
+                    attempt=messages.c.attempt + 1,
+                    lease_id=bindparam("p_lease"),
+                    visible_at=bindparam("p_until"),
+                )
+                .returning(messages)
+            )
+            self._statements = (bury, claim)
+        return self._statements
 
     def _delivery(self, row: Row[Any]) -> Delivery:
         headers = dict(row.headers or {})
