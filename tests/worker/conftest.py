@@ -16,6 +16,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,9 +99,14 @@ def _chosen(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Broker queues for `every_backend` tests, on SQLite only (see the module docstring)."""
+    """Broker queues for `every_backend` tests, on SQLite only (see the module docstring).
+    Only this folder's tests: pytest hands every conftest the whole session's items."""
+    here = Path(__file__).parent
     kept, dropped = [], []
     for item in items:
+        if not item.path.is_relative_to(here):
+            kept.append(item)
+            continue
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
         broker = params.get("queue_type", "embedded") != "embedded"
