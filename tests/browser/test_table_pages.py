@@ -143,6 +143,7 @@ def test_design_a_page_and_use_it(page: Page, backoffice: BackOffice) -> None:
 
     # Edit, then find it with the search box and with the user filter.
     page.get_by_role("link", name="Edit").click()
+    expect(page.locator('[data-current="turma"] a')).to_have_text("#2 Turma B")
     page.get_by_label("nome", exact=True).fill("Zélia Quaresma Lima")
     page.get_by_role("button", name="Save record").click()
     expect(page.get_by_role("status").first).to_have_text("Record saved.")
