@@ -15,7 +15,8 @@ ConveyorError(Exception)
 │   ├── TableNotFound
 │   ├── FieldNotFound
 │   ├── RuleNotFound
-│   └── RecordNotFound
+│   ├── RecordNotFound
+│   └── PageNotFound
 ├── ValidationError(ConveyorError, ValueError)       422, .details lists every problem
 ├── Conflict(ConveyorError)                          409
 │   └── UniqueViolation                              .details names the field
@@ -136,6 +137,12 @@ class RecordNotFound(NotFound):
     """Record not found."""
 
     code = "record_not_found"
+
+
+class PageNotFound(NotFound):
+    """Page not found."""
+
+    code = "page_not_found"
 
 
 class ValidationError(ConveyorError, ValueError):

@@ -56,7 +56,9 @@ async def _everything(platform: Platform) -> dict[str, str]:
     )
     record = await platform.storage.records.create("contacts", {"name": "Ana"})
     (row,) = await platform.outbox.page(table_name="contacts")
+    await platform.storage.pages.create("contacts", {"slug": "all", "title": "All"})
     return {
+        "{slug}": "all",
         "{queue_id}": queue.id,
         "{keyid}": key.id,
         "{table}": "contacts",
@@ -114,6 +116,8 @@ async def test_every_post_without_or_with_a_wrong_csrf_token_is_refused(
     assert record["name"] == "Ana"
     assert len(await platform.links.all("contacts")) == 1
     assert len(await platform.outbox.page()) == 1
+    assert [p.page.title for p in await platform.storage.pages.all("contacts")] == ["All"]
+    assert table.display_field is None
 
 
 async def test_the_login_form_needs_its_csrf_token_too(

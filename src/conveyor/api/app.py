@@ -13,7 +13,7 @@ from conveyor import __version__
 from conveyor.api import errors
 from conveyor.api.lane import Lane
 from conveyor.api.middleware import Gateway
-from conveyor.api.routes import health, keys, links, publish, queues, storage, workers
+from conveyor.api.routes import health, keys, links, pages, publish, queues, storage, workers
 from conveyor.config import Settings
 from conveyor.heap import freeze_start_up
 from conveyor.platform import Platform
@@ -65,6 +65,7 @@ def create_api(
     app.include_router(queues.router)
     app.include_router(storage.router)
     app.include_router(links.router)
+    app.include_router(pages.router)
     app.include_router(workers.router)
     app.include_router(keys.router)
 

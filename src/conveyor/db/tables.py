@@ -219,6 +219,8 @@ storage_tables = Table(
     Column("label", String(200), nullable=False),
     Column("description", Text, nullable=True),
     Column("version", Integer, nullable=False),
+    #: The field that names a record in links, lists and pickers (NULL: chosen for it).
+    Column("display_field", String(63), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -253,6 +255,26 @@ storage_rules = Table(
     Column("position", Integer, nullable=False),
     Column("expression", Text, nullable=False),
     Column("message", Text, nullable=False),
+)
+
+#: Back-office pages designed per table (`storage/page_spec.py`): the definition is
+#: JSON that names fields; a field rename rewrites it in the rename's transaction.
+storage_pages = Table(
+    "conveyor_storage_pages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "table_id",
+        String(32),
+        ForeignKey("conveyor_storage_tables.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("slug", String(63), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("table_id", "slug", name="uq_conveyor_storage_pages_table_id_slug"),
 )
 
 #: Worker processes: registered at start, refreshed by heartbeats, marked at a clean stop.

@@ -7,13 +7,14 @@ that holds values needs `force`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.db.tables import storage_fields
+from conveyor.db.tables import storage_fields, storage_tables
 from conveyor.exceptions import Conflict, ValidationError
 from conveyor.storage import convert, schema, search
 from conveyor.storage.fields import LENGTH_BOUNDED, TEXTUAL, Field, FieldType, parse_field
@@ -23,13 +24,17 @@ from conveyor.storage.tables import Tables, check_default, fail, problem
 from conveyor.storage.values import Invalid, coerce, to_json
 
 _SAMPLE = 5
+#: Called as on_rename(conn, table_id, old, new) inside a field rename's transaction.
+RenameHook = Callable[[AsyncConnection, str, str, str], Awaitable[None]]
 
 
 class Fields:
     """Field changes, each in one transaction with the catalogue update."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, on_rename: list[RenameHook] | None = None) -> None:
         self.tables = tables
+        #: What else names fields (custom pages) follows a rename in its transaction.
+        self.on_rename = on_rename or []
         self.db = tables.db
         self.catalog = tables.catalog
 
@@ -93,6 +98,8 @@ class Fields:
                 .where(storage_fields.c.table_id == table.id, storage_fields.c.name == old.name)
                 .values(name=new.name, type=new.type.value, label=new.label, options=new.options())
             )
+            if new.name != old.name:
+                await self._renamed(conn, table, old.name, new.name)
             return await self.tables.bump(conn, table)
 
     async def delete(self, name: str, field_name: str, *, force: bool = False) -> TableDef:
@@ -123,7 +130,19 @@ class Fields:
                     storage_fields.c.table_id == table.id, storage_fields.c.name == field.name
                 )
             )
-            return await self.tables.bump(conn, table)
+            # The table's display field goes back to the one chosen for it.
+            changes = {"display_field": None} if table.display_field == field.name else {}
+            return await self.tables.bump(conn, table, **changes)
+
+    async def _renamed(self, conn: AsyncConnection, table: TableDef, old: str, new: str) -> None:
+        if table.display_field == old:
+            await conn.execute(
+                sa.update(storage_tables)
+                .where(storage_tables.c.id == table.id)
+                .values(display_field=new)
+            )
+        for hook in self.on_rename:
+            await hook(conn, table.id, old, new)
 
     def _check_droppable(self, field: Field) -> None:
         if field.type is FieldType.REFERENCE and self.db.dialect == "sqlite":

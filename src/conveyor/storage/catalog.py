@@ -101,6 +101,7 @@ class Catalog:
             created_at=row.created_at,
             updated_at=row.updated_at,
             dialect=self.dialect,
+            display_field=row.display_field,
         )
 
 

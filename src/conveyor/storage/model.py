@@ -40,6 +40,8 @@ class TableDef:
     created_at: datetime
     updated_at: datetime
     dialect: str
+    #: The field that names a record (in links, lists and pickers); None: chosen for it.
+    display_field: str | None = None
 
     @cached_property
     def field_map(self) -> dict[str, Field]:
@@ -83,6 +85,7 @@ class TableDef:
             "name": self.name,
             "label": self.label,
             "description": self.description,
+            "display_field": self.display_field,
             "fields": [f.to_json() for f in self.fields],
             "rules": [r.rule.to_json() for r in self.rules],
             "system_fields": list(SYSTEM_FIELDS),

@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -150,6 +150,61 @@ def _filter(table: TableDef, name: str, raw: str) -> Filter:
     except Invalid as exc:
         raise bad(name, f"bad value {raw[:100]!r}: {exc}") from None
     return Filter(f, op, value)
+
+
+def fixed_filter(table: TableDef, name: str, op: str, value: Any) -> Filter:
+    """A filter written as JSON (`{"field": "idade", "op": "gte", "value": 18}`), as
+    pages keep them; `Invalid` names what does not fit the table."""
+    f = table.queryable.get(name)
+    if f is None:
+        raise Invalid(f"no field named {name!r}")
+    if op not in operators(f):
+        raise Invalid(
+            f"{op!r} does not apply to a {f.type.value} field ({', '.join(operators(f))})"
+        )
+    if op == "isnull":
+        if not isinstance(value, bool):
+            raise Invalid("isnull takes true or false")
+        return Filter(f, op, value)
+    if op == "in":
+        if not isinstance(value, list) or not 0 < len(value) <= MAX_IN:
+            raise Invalid(f"in takes a list of 1 to {MAX_IN} values")
+        return Filter(f, op, [_fixed_value(f, v) for v in value])
+    if op in _TEXT_OPS and not isinstance(value, str):
+        raise Invalid(f"{op} takes text")
+    return Filter(f, op, _fixed_value(f, value))
+
+
+class Fixed(Protocol):
+    """A filter written as JSON (`page_spec.FixedFilter`)."""
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def op(self) -> str: ...
+
+    @property
+    def value(self) -> Any: ...
+
+
+def fixed_filters(table: TableDef, fixed: Iterable[Fixed]) -> list[Filter]:
+    """The filters of `fixed` that fit the table (a page reports the others)."""
+    filters = []
+    for f in fixed:
+        try:
+            filters.append(fixed_filter(table, f.field, f.op, f.value))
+        except Invalid:
+            continue
+    return filters
+
+
+def _fixed_value(f: Field, value: Any) -> Any:
+    if value is None:
+        raise Invalid("a value is required (use isnull for empty fields)")
+    if isinstance(value, str) and "\x00" in value:
+        raise Invalid("NUL characters are not allowed in values")
+    return decode(f, value)
 
 
 def _boolean(raw: str) -> bool:

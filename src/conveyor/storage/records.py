@@ -8,8 +8,9 @@ hook writes (an outbox row, say) commits or rolls back together with the record.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -25,7 +26,8 @@ from conveyor.storage import integrity, pages
 from conveyor.storage.catalog import Catalog
 from conveyor.storage.creates import Creates
 from conveyor.storage.model import TableDef
-from conveyor.storage.query import parse
+from conveyor.storage.page_spec import FixedFilter
+from conveyor.storage.query import fixed_filters, parse
 from conveyor.storage.validate import Checked, check, check_or_raise, invalid, references
 
 MAX_BULK = 1000
@@ -207,15 +209,23 @@ class Records:
             return previous
 
     async def query(
-        self, table_name: str, params: Iterable[tuple[str, str]]
+        self,
+        table_name: str,
+        params: Iterable[tuple[str, str]],
+        *,
+        fixed: Sequence[FixedFilter] = (),
     ) -> tuple[list[Record], str | None, int | None]:
-        """A page of records for the query-string pairs `params`."""
+        """A page of records for the query-string pairs `params`, within the `fixed`
+        filters of a custom page (those that no longer fit the table are left out)."""
         pairs = list(params)
 
         async def read(
             conn: AsyncConnection, table: TableDef
         ) -> tuple[list[Record], str | None, int | None]:
-            page = await pages.fetch(conn, table, parse(table, pairs))
+            query = parse(table, pairs)
+            if fixed:
+                query = replace(query, filters=[*fixed_filters(table, fixed), *query.filters])
+            page = await pages.fetch(conn, table, query)
             return [serialize(table, row) for row in page.rows], page.next_cursor, page.total
 
         return await self._read(table_name, read)

@@ -92,6 +92,20 @@ def check_text(spec: dict[str, Any], key: str, limit: int, problems: list[Proble
         problems.append(problem(key, f"must be a string of at most {limit} characters"))
 
 
+#: Types that cannot name a record.
+DISPLAY_EXCLUDED = (FieldType.JSON, FieldType.REFERENCE)
+
+
+def check_display_field(table: TableDef, name: object) -> None:
+    """422 unless `name` is a field that can name a record (not json, not a reference)."""
+    field = table.field_map.get(name) if isinstance(name, str) else None
+    if field is None or field.type in DISPLAY_EXCLUDED:
+        usable = [f.name for f in table.fields if f.type not in DISPLAY_EXCLUDED]
+        raise fail(
+            [problem("display_field", f"one of the table's fields: {', '.join(usable) or 'none'}")]
+        )
+
+
 class Tables:
     """Table definitions: each change is one transaction holding the DDL and the catalogue."""
 
@@ -167,7 +181,7 @@ class Tables:
     async def update(self, name: str, spec: dict[str, Any]) -> TableDef:
         problems = [
             problem(str(k), "unknown table option")
-            for k in spec.keys() - {"label", "description", "name"}
+            for k in spec.keys() - {"label", "description", "name", "display_field"}
         ]
         if "name" in spec and spec["name"] != name:
             problems.append(problem("name", "a table cannot be renamed; create a new one"))
@@ -175,11 +189,13 @@ class Tables:
         check_text(spec, "description", 2000, problems)
         if problems:
             raise fail(problems)
-        changes = {k: spec[k] for k in ("label", "description") if k in spec}
+        changes = {k: spec[k] for k in ("label", "description", "display_field") if k in spec}
         if changes.get("label") is None and "label" in changes:
             changes["label"] = name
         async with self.db.write() as conn:
             table = await self.catalog.get(conn, name, lock="update")
+            if (shown := changes.get("display_field")) is not None:
+                check_display_field(table, shown)
             return await self.bump(conn, table, **changes)
 
     async def delete(self, name: str, *, force: bool = False) -> None:

@@ -111,14 +111,19 @@ def _hint(f: Field) -> str:
 
 
 def display_field(table: TableDef) -> Field | None:
-    """The field that names a record in pickers and links: the first required text
-    field, else the first text field."""
+    """The field that names a record in pickers and links: the one chosen for the
+    table, else the first required text field, else the first text field."""
+    if table.display_field is not None and table.display_field in table.field_map:
+        return table.field_map[table.display_field]
     textual = [f for f in table.fields if f.type in TEXTUAL]
     return next((f for f in textual if f.required), textual[0] if textual else None)
 
 
 def record_of(
-    table: TableDef, form: Form, shown: dict[str, Any] | None = None
+    table: TableDef,
+    form: Form,
+    shown: dict[str, Any] | None = None,
+    only: list[Widget] | None = None,
 ) -> tuple[dict[str, Any], list[Problem]]:
     """The record data for the storage service, and problems found in the form itself
     (JSON that does not parse).
@@ -127,10 +132,11 @@ def record_of(
     An edit sends only the fields whose input differs from what the form showed
     (`values_of_record` of the stored record): a blank one is cleared, and a value
     the form can only show rounded (microseconds) is not rewritten by a save.
+    `only` limits the form to some fields (a custom page's editable ones).
     """
     data: dict[str, Any] = {}
     problems: list[Problem] = []
-    for w in widgets(table):
+    for w in widgets(table) if only is None else only:
         f, raw = w.field, form.get(w.name)
         if w.kind == "textarea":
             raw = raw.replace("\r\n", "\n")  # browsers send CRLF line ends

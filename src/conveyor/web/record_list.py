@@ -67,6 +67,9 @@ class Listing:
     sort: str = ""
     page: int = 1
     size: int = DEFAULT_SIZE
+    #: The list's own path (a custom page's), and the page size its URL may leave out.
+    base: str = ""
+    default_size: int = DEFAULT_SIZE
 
     def query(self) -> list[tuple[str, str]]:
         """The records query (`Records.query`) for this list, counting the matches."""
@@ -88,9 +91,10 @@ class Listing:
             params.append(("sort", listing.sort))
         if listing.page != 1:
             params.append(("page", str(listing.page)))
-        if listing.size != DEFAULT_SIZE:
+        if listing.size != listing.default_size:
             params.append(("size", str(listing.size)))
-        return f"/admin/tables/{table}" + (f"?{urlencode(params)}" if params else "")
+        path = self.base or f"/admin/tables/{table}"
+        return path + (f"?{urlencode(params)}" if params else "")
 
     def without(self, table: str, index: int) -> str:
         kept = self.filters[:index] + self.filters[index + 1 :]
