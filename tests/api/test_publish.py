@@ -244,6 +244,37 @@ async def test_concurrent_retries_with_one_idempotency_key_publish_once(
     assert len(ids) == 1
 
 
+async def test_a_retry_while_the_first_request_is_in_flight_is_a_409(
+    client: httpx.AsyncClient,
+    platform: Platform,
+    queue: Queue,
+    publisher: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    send_one = platform.publisher._send_one
+
+    async def held(queue: Queue, messages: list[OutgoingMessage]) -> dict[str, object]:
+        entered.set()
+        await release.wait()
+        return await send_one(queue, messages)
+
+    monkeypatch.setattr(platform.publisher, "_send_one", held)
+    headers = publisher | {"Idempotency-Key": "in-flight"}
+    url = f"{PUBLISH}/{queue.id}/publish"
+    first = asyncio.create_task(client.post(url, headers=headers, json={"n": 1}))
+    await asyncio.wait_for(entered.wait(), timeout=10)
+    retry = await client.post(url, headers=headers, json={"n": 1})
+    assert retry.status_code == 409, retry.text
+    assert retry.json()["error"]["code"] == "conflict"
+    release.set()
+    answer = await first
+    assert answer.status_code == 200
+    again = await client.post(url, headers=headers, json={"n": 1})
+    assert again.status_code == 200 and again.json() == answer.json()
+    assert await ready(platform, queue) == 1
+
+
 async def test_a_limited_key_sees_only_its_queues(
     client: httpx.AsyncClient, platform: Platform, queue: Queue
 ) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import socket
 import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -60,6 +62,35 @@ def test_users_create_reads_the_password_from_stdin(env: dict[str, str], tmp_pat
         stdin="short\n",
     )
     assert short.returncode == 1 and "at least 8" in short.stderr
+
+
+def _closed_by_server(sock: socket.socket, within_s: float) -> float:
+    """Seconds until the server closed `sock` (reads until EOF), failing after `within_s`."""
+    began = time.monotonic()
+    sock.settimeout(within_s)
+    while sock.recv(4096):
+        pass
+    return time.monotonic() - began
+
+
+# The database plays no part in how connections are timed out.
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_serve_closes_idle_and_silent_connections(env: dict[str, str], tmp_path: Path) -> None:
+    with serving(env, tmp_path) as server:
+        host, port = server.base.removeprefix("http://").split(":")
+        # An idle keep-alive connection: closed after the keep-alive timeout (5 s).
+        with socket.create_connection((host, int(port))) as idle:
+            idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = idle.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            idle_s = _closed_by_server(idle, within_s=30)
+        # A connection that never sends its headers: closed at the header deadline (10 s).
+        with socket.create_connection((host, int(port))) as silent:
+            silent.sendall(b"GET /health HTTP/1.1\r\n")
+            silent_s = _closed_by_server(silent, within_s=30)
+        assert httpx.get(f"{server.base}/health").status_code == 200
+    # Which deadline closed each: the keep-alive one first, the header one later.
+    assert idle_s < silent_s, (idle_s, silent_s)
 
 
 def test_serve_answers_and_a_second_start_reuses_the_database(
