@@ -100,15 +100,16 @@ async def run(database: str, sent: int, n: int) -> list[tuple[str, str, float, f
             transport = httpx.ASGITransport(app=create_app(platform))
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as web:
                 form = (await web.get("/admin/login")).text
-                csrf = form.split('name="csrf" value="')[1].split('"')[0]
-                await web.post(
+                csrf = form.split('name="csrf_token" value="')[1].split('"')[0]
+                signed = await web.post(
                     "/admin/login",
                     data={
                         "username": "bench",
                         "password": "a long benchmark passphrase",
-                        "csrf": csrf,
+                        "csrf_token": csrf,
                     },
                 )
+                assert signed.status_code == 303, signed.text
                 api = {"Authorization": f"Bearer {token}"}
                 views: dict[str, Callable[[], Awaitable[object]]] = {
                     "GET /health [peer]": lambda: web.get("/health"),
