@@ -162,6 +162,17 @@ class Conveyor:
 
 
 @contextlib.contextmanager
+def serve(env: dict[str, str], work: Path) -> Iterator[str]:
+    """`conveyor serve` (one process) with `env` on a free port, run from `work`; its
+    base URL once `/health` answers."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = [str(CONVEYOR), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with _process(args, env, work, base + "/health", work / "conveyor.log"):
+        yield base
+
+
+@contextlib.contextmanager
 def conveyor(database: str, work: Path) -> Iterator[Conveyor]:
     """`conveyor serve` on a fresh database (`sqlite` or `postgresql`), with an admin
     key, an embedded queue `bench` and the table `estudante` (nome, idade, email)."""
@@ -169,11 +180,8 @@ def conveyor(database: str, work: Path) -> Iterator[Conveyor]:
     name = f"bench_conveyor_{os.getpid()}"
     if database == "postgresql":
         env["CONVEYOR_DATABASE_URL"] = fresh_database(name)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    args = [str(CONVEYOR), "serve", "--host", "127.0.0.1", "--port", str(port)]
     try:
-        with _process(args, env, work, base + "/health", work / "conveyor.log"):
+        with serve(env, work) as base:
             made = subprocess.run(
                 [str(CONVEYOR), "keys", "create", "--name", "bench", "--scope", "admin"],
                 env=os.environ | env, cwd=work, capture_output=True, text=True, check=True,
