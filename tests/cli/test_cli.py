@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -84,3 +85,17 @@ def test_first_serve_tells_how_to_create_a_key(env: dict[str, str], tmp_path: Pa
     output = server.output
     assert "conveyor keys create --name admin --scope admin" in output
     assert "migrated empty" in output
+
+
+def test_a_command_on_an_empty_database_names_the_database_it_opened(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    listed = conveyor("queues", "list", env=env, cwd=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    opened = f"sqlite:///{elsewhere / '.conveyor' / 'conveyor.db'}"
+    assert "No queues yet" in listed.stdout and opened in listed.stdout
+    assert "run them from its directory" in listed.stdout
+    missing = conveyor("queues", "show", "orders", env=env, cwd=elsewhere)
+    assert missing.returncode == 1 and "no queue 'orders'" in missing.stderr
+    assert opened in missing.stderr

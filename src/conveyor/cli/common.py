@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from conveyor.config import Settings
-from conveyor.exceptions import ConfigurationError, ConveyorError
+from conveyor.exceptions import ConfigurationError, ConveyorError, NotFound
 from conveyor.heap import freeze_start_up
 from conveyor.platform import Platform
 
@@ -37,10 +38,31 @@ def run(work: Coroutine[Any, Any, T]) -> T:
             return runner.run(work)
     except ConfigurationError as exc:
         raise fail(exc.message, 2) from None
+    except NotFound as exc:
+        # Most often a command run away from the server's directory, on an empty database.
+        raise fail(f"{exc.message} (in {database_label(load_settings())})") from None
     except ConveyorError as exc:
         raise fail(exc.message) from None
     except OSError as exc:
         raise fail(str(exc)) from None
+
+
+def database_label(settings: Settings) -> str:
+    """The database a command opened, as the user can recognise it: its URL with no
+    password, a SQLite file by its absolute path."""
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def empty_database_hint(settings: Settings) -> str:
+    return (
+        f"(database {database_label(settings)}: commands must open the server's database "
+        "and secret key; run them from its directory or set CONVEYOR_DATABASE_URL / "
+        "CONVEYOR_DATA_DIR)"
+    )
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

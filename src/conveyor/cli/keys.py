@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import admin_platform, out, run
+from conveyor.cli.common import admin_platform, empty_database_hint, load_settings, out, run
 from conveyor.keys import ApiKey, Scope
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -49,6 +49,7 @@ def list_() -> None:
     keys = run(work())
     if not keys:
         out.print("No API keys yet. Create one: conveyor keys create --name admin --scope admin")
+        out.print(empty_database_hint(load_settings()))
         return
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "NAME", "SCOPES", "QUEUES", "CREATED", "LAST USED", "STATUS"):

@@ -8,7 +8,14 @@ import orjson
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import admin_platform, out, read_stdin_line, run
+from conveyor.cli.common import (
+    admin_platform,
+    empty_database_hint,
+    load_settings,
+    out,
+    read_stdin_line,
+    run,
+)
 from conveyor.exceptions import ConveyorError
 from conveyor.queues.base import QueueStats
 from conveyor.queues.model import Queue, QueueType
@@ -80,6 +87,7 @@ def list_(
     queues = run(work())
     if not queues:
         out.print("No queues yet. Create one: conveyor queues create orders --type embedded")
+        out.print(empty_database_hint(load_settings()))
         return
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "NAME", "TYPE", "URL"):
