@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from conveyor.cli import keys, queues, relay, serve, users, worker
@@ -23,4 +25,4 @@ app.command()(relay.relay)
 
 
 def main() -> None:
-    app()
+    app(args=worker.expand_handlers(sys.argv[1:]))

@@ -25,6 +25,25 @@ def register(app: typer.Typer) -> None:
     app.command()(worker)
 
 
+def expand_handlers(args: list[str]) -> list[str]:
+    """`worker --handlers a.py b.py` as `--handlers a.py --handlers b.py`: the option
+    takes several values in one go, as the help shows (`worker` has no arguments that
+    could be confused with them)."""
+    if not args or args[0] != "worker":
+        return args
+    expanded: list[str] = []
+    taking, first = False, False
+    for arg in args:
+        if taking and not arg.startswith("-"):
+            expanded += [arg] if first else ["--handlers", arg]
+            first = False
+            continue
+        taking = arg == "--handlers" or arg.startswith("--handlers=")
+        first = arg == "--handlers"
+        expanded.append(arg)
+    return expanded
+
+
 def worker(
     queue: Annotated[
         list[str], typer.Option("--queue", help="Queue name or id (repeat for several).")
@@ -32,7 +51,10 @@ def worker(
     handlers: Annotated[
         list[str],
         typer.Option(
-            "--handlers", help="Module (pkg.mod) or file (path/x.py) with @handler functions."
+            "--handlers",
+            metavar="MODULE_OR_FILE...",
+            help="Modules (pkg.mod) or files (path/x.py) with @handler functions; "
+            "several after one --handlers, or --handlers repeated.",
         ),
     ],
     concurrency: Annotated[
