@@ -271,3 +271,41 @@ async def test_stats_check_and_dead_letters(
         f"{QUEUES}/{queue['id']}/dead-letters/redrive", headers=admin, json={"ids": ["x'--"]}
     )
     assert bad_id.status_code == 400
+
+
+async def test_dead_letter_routes_take_a_name_no_body_for_all_and_delete_all(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    await client.post(QUEUES, headers=admin, json={"name": "dl-by-name", "type": "embedded"})
+    base = f"{QUEUES}/dl-by-name"
+    for n in range(4):
+        await client.post(
+            "/api/v1/zstorage/queue/a/dl-by-name/publish", headers=admin, json={"n": n}
+        )
+    backend = await platform.backends.get(await platform.queues.get_by_name("dl-by-name"))
+    for delivery in await backend.receive(4):
+        await backend.dead_letter(delivery, reason="bad")
+    assert (await client.get(f"{base}/stats", headers=admin)).json()["dead"] == 4
+    assert len((await client.get(f"{base}/dead-letters", headers=admin)).json()["items"]) == 4
+
+    # No body at all: every dead letter goes back (the README's "omit for all").
+    redriven = await client.post(f"{base}/dead-letters/redrive", headers=admin)
+    assert redriven.status_code == 200 and redriven.json() == {"count": 4}
+    for delivery in await backend.receive(4):
+        await backend.dead_letter(delivery, reason="bad again")
+
+    neither = await client.post(f"{base}/dead-letters/delete", headers=admin, json={})
+    assert neither.status_code == 422 and "all" in neither.json()["error"]["message"]
+    both = await client.post(
+        f"{base}/dead-letters/delete", headers=admin, json={"ids": ["1"], "all": True}
+    )
+    assert both.status_code == 422
+    purged = await client.post(f"{base}/dead-letters/delete", headers=admin, json={"all": True})
+    assert purged.json() == {"count": 4}
+    stats = (await client.get(f"{base}/stats", headers=admin)).json()
+    assert (stats["ready"], stats["dead"]) == (0, 0)
+
+    renamed = await client.patch(base, headers=admin, json={"description": "by name"})
+    assert renamed.json()["description"] == "by name"
+    assert (await client.delete(base, headers=admin)).status_code == 200
+    assert (await client.get(base, headers=admin)).status_code == 404

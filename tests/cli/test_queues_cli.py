@@ -5,6 +5,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from conveyor.platform import Platform
 from tests.cli.helpers import cli_env, conveyor
 from tests.conftest import DatabaseTarget
 
@@ -66,3 +67,32 @@ def test_bad_input_gets_one_clear_line(env: dict[str, str], tmp_path: Path) -> N
     assert bad_option.returncode == 2 and "key=value" in bad_option.stderr
     for result in (bad_name, not_object, missing, bad_option):
         assert "Traceback" not in result.stderr
+
+
+async def test_dead_letters_list_redrive_delete_purge(
+    env: dict[str, str], tmp_path: Path, platform: Platform
+) -> None:
+    queue = await platform.queues.create({"name": "dl", "type": "embedded"})
+    backend = await platform.backends.get(queue)
+    for n in range(3):
+        await platform.publisher.publish(queue, b'{"n": %d}' % n, api_key_id="t")
+    for delivery in await backend.receive(3):
+        await backend.dead_letter(delivery, reason=f"boom {delivery.id}")
+    ids = [letter.id for letter in (await backend.dead_letters(limit=10)).items]
+
+    listed = conveyor("dead-letters", "list", "dl", env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert all(i in listed.stdout for i in ids) and "boom" in listed.stdout
+    one = conveyor("dead-letters", "redrive", "dl", "--id", ids[0], env=env, cwd=tmp_path)
+    assert "Sent 1 dead letter(s) back" in one.stdout
+    gone = conveyor("dead-letters", "delete", "dl", "--id", ids[1], env=env, cwd=tmp_path)
+    assert "Deleted 1 dead letter(s)" in gone.stdout
+    assert (await backend.stats()).dead == 1
+    purged = conveyor("dead-letters", "purge", "dl", env=env, cwd=tmp_path)
+    assert "Deleted 1 dead letter(s)" in purged.stdout
+    stats = await backend.stats()
+    assert (stats.ready, stats.dead) == (1, 0)
+    empty = conveyor("dead-letters", "list", "dl", env=env, cwd=tmp_path)
+    assert "No dead letters" in empty.stdout
+    unknown = conveyor("dead-letters", "redrive", "nope", env=env, cwd=tmp_path)
+    assert unknown.returncode == 1 and "no queue 'nope'" in unknown.stderr

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from conveyor.cli import keys, queues, relay, serve, users, worker
+from conveyor.cli import dead_letters, keys, queues, relay, serve, users, worker
 
 app = typer.Typer(
     name="conveyor",
@@ -20,6 +20,7 @@ worker.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(queues.app, name="queues")
+app.add_typer(dead_letters.app, name="dead-letters")
 app.command()(queues.publish)
 app.command()(relay.relay)
 
