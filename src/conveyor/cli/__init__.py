@@ -14,6 +14,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help (click's): quick to print, and no markup to eat [brackets] in texts.
+    rich_markup_mode=None,
 )
 serve.register(app)
 worker.register(app)

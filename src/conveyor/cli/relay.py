@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
+from typing import TYPE_CHECKING
 
 from conveyor.cli.common import load_settings, out, run, running_platform
-from conveyor.config import Settings
+
+if TYPE_CHECKING:
+    from conveyor.config import Settings
 
 log = logging.getLogger("conveyor.relay")
 
@@ -27,6 +28,9 @@ def relay() -> None:
 
 
 async def _relay(settings: Settings) -> None:
+    import asyncio
+    import signal
+
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

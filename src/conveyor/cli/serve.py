@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
-from sqlalchemy import make_url
 
-from conveyor import logs
-from conveyor.api.server import KEEP_ALIVE_TIMEOUT_S, HeaderTimeoutProtocol
 from conveyor.cli.common import load_settings, out, run
-from conveyor.config import Settings
-from conveyor.db.migrate import MigrationResult
-from conveyor.platform import Platform
+
+if TYPE_CHECKING:
+    from conveyor.config import Settings
+    from conveyor.db.migrate import MigrationResult
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +27,10 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
     """Run the API (and back-office), migrating the database first."""
+    import uvicorn
+
+    from conveyor.api.server import KEEP_ALIVE_TIMEOUT_S, HeaderTimeoutProtocol
+
     settings = load_settings()
     result, active_keys = run(_prepare(settings))
     _report_migration(settings, result)
@@ -68,6 +69,8 @@ def migrate() -> None:
 
 
 async def _prepare(settings: Settings) -> tuple[MigrationResult, int]:
+    from conveyor.platform import Platform
+
     platform = Platform(settings)
     try:
         result = await platform.migrate()
@@ -77,6 +80,8 @@ async def _prepare(settings: Settings) -> tuple[MigrationResult, int]:
 
 
 def _report_migration(settings: Settings, result: MigrationResult) -> None:
+    from sqlalchemy import make_url
+
     where = make_url(settings.database_url).render_as_string(hide_password=True)
     if result.changed:
         out.print(f"Database {where}: migrated {result.before or 'empty'} → {result.after}.")
@@ -85,6 +90,10 @@ def _report_migration(settings: Settings, result: MigrationResult) -> None:
 
 
 def _log_config(level: str) -> dict[str, Any]:
+    import uvicorn
+
+    from conveyor import logs
+
     logs.lean()
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["formatters"]["conveyor"] = {"()": "conveyor.logs.ServerFormatter"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from conveyor.cli.common import admin_platform, fail, out, read_stdin_line, run
-from conveyor.users import User
+from conveyor.cli.common import database_session, fail, out, read_stdin_line, run
+
+if TYPE_CHECKING:
+    from conveyor.users import User
 
 app = typer.Typer(help="Manage back-office users.", no_args_is_help=True)
 
@@ -28,8 +30,10 @@ def create(
         raise fail("the password is empty", 2)
 
     async def work() -> User:
-        async with admin_platform() as platform:
-            return await platform.users.create(username, password)
+        from conveyor.users import UserStore
+
+        async with database_session() as session:
+            return await UserStore(session.db).create(username, password)
 
     user = run(work())
     out.print(f"Created back-office user {user.username!r}.")

@@ -5,18 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from conveyor.cli.common import fail, load_settings, run, running_platform
-from conveyor.config import Settings
-from conveyor.exceptions import ConfigurationError
-from conveyor.queues.model import QueueType
-from conveyor.queues.pool import broker_factory
-from conveyor.worker.handlers import HandlerRegistry, load_handlers
-from conveyor.worker.runner import Worker, WorkerOptions
-from conveyor.worker.signals import graceful_stop
+
+if TYPE_CHECKING:
+    from conveyor.config import Settings
+    from conveyor.worker.handlers import HandlerRegistry
+    from conveyor.worker.runner import Worker, WorkerOptions
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -76,6 +74,10 @@ def worker(
     SIGTERM or Ctrl-C stops gracefully (running handlers finish, unstarted messages
     go back to the queue); a second one exits at once.
     """
+    from conveyor.exceptions import ConfigurationError
+    from conveyor.worker.handlers import load_handlers
+    from conveyor.worker.runner import WorkerOptions
+
     settings = load_settings()
     _configure_logging(settings)
     try:
@@ -99,6 +101,11 @@ def worker(
 async def _work(
     settings: Settings, refs: list[str], registry: HandlerRegistry, options: WorkerOptions
 ) -> Worker:
+    from conveyor.queues.model import QueueType
+    from conveyor.queues.pool import broker_factory
+    from conveyor.worker.runner import Worker
+    from conveyor.worker.signals import graceful_stop
+
     # The outbox relay runs in `serve` or `relay`, not in workers.
     async with running_platform(settings, relay=False, upkeep=True) as platform:
         queues = [await platform.queues.find(ref) for ref in dict.fromkeys(refs)]
