@@ -309,3 +309,52 @@ async def test_dead_letter_routes_take_a_name_no_body_for_all_and_delete_all(
     assert renamed.json()["description"] == "by name"
     assert (await client.delete(base, headers=admin)).status_code == 200
     assert (await client.get(base, headers=admin)).status_code == 404
+
+
+async def test_each_queue_type_shows_and_takes_its_own_options(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    common = {
+        "visibility_timeout_s", "max_attempts", "retry_backoff_s", "retry_backoff_max_s",
+        "max_message_bytes", "dead_letter",
+    }  # fmt: skip
+    # A form sends every option: one of another type's, at its default, passes unkept.
+    embedded = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "own-e", "type": "embedded", "options": {"create_if_missing": False}},
+    )
+    assert embedded.status_code == 201, embedded.text
+    assert set(embedded.json()["options"]) == common
+    kafka = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "own-k", "type": "kafka", "url": "kafka://127.0.0.1:1"},
+    )
+    assert set(kafka.json()["options"]) == common | {
+        "create_if_missing", "consumer_group", "partitions", "session_timeout_s",
+        "sasl_mechanism", "tls",
+    }  # fmt: skip
+    assert kafka.json()["options"]["consumer_group"] is None
+
+    refused = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "own-x", "type": "embedded", "options": {"partitions": 6, "tls": True}},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"] == [
+        {"field": "options.partitions", "message": "applies to kafka queues only"},
+        {"field": "options.tls", "message": "applies to kafka queues only"},
+    ]
+    sqs_only = await client.patch(
+        f"{QUEUES}/own-e", headers=admin, json={"options": {"create_if_missing": True}}
+    )
+    assert sqs_only.status_code == 422
+    assert "kafka and sqs queues only" in sqs_only.json()["error"]["message"]
+    # A Kafka queue made embedded keeps none of Kafka's options.
+    moved = await client.patch(
+        f"{QUEUES}/own-k", headers=admin, json={"type": "embedded", "url": None}
+    )
+    assert moved.status_code == 200, moved.text
+    assert set(moved.json()["options"]) == common

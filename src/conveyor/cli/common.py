@@ -123,12 +123,13 @@ async def running_platform(
 ) -> AsyncIterator[Platform]:
     """A platform with the database brought up to date first; with `upkeep`, its
     background tasks run too (and the outbox relay when `relay` says so)."""
+    from conveyor.db.revision import ensure_newest
     from conveyor.heap import freeze_start_up
     from conveyor.platform import Platform
 
     platform = Platform(settings or load_settings())
     try:
-        await platform.migrate()
+        await ensure_newest(platform.db)
         if upkeep:  # a long-running command: `conveyor worker` or `conveyor relay`
             await platform.open(relay=relay)
             freeze_start_up()

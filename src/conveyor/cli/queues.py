@@ -133,6 +133,7 @@ def show(name: Annotated[str, typer.Argument(help="Queue name or id.")]) -> None
     from rich.table import Table
 
     from conveyor.exceptions import ConveyorError
+    from conveyor.queues.model import own_options
 
     async def work() -> tuple[Queue, QueueStats | str]:
         async with admin_platform() as platform:
@@ -158,7 +159,9 @@ def show(name: Annotated[str, typer.Argument(help="Queue name or id.")]) -> None
         ("region", queue.region or "-"),
         ("description", queue.description or "-"),
     ]
-    rows += [(f"option {k}", str(v)) for k, v in queue.options.model_dump().items()]
+    # In the API's JSON words (true, null), the options of the queue's type only.
+    options = own_options(queue.type, queue.options)
+    rows += [(f"option {k}", json.dumps(v)) for k, v in options.items()]
     if isinstance(stats, str):
         rows.append(("stats", f"unavailable: {stats}"))
     else:

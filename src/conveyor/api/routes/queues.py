@@ -18,7 +18,7 @@ from conveyor.keys import ApiKey, Scope
 from conveyor.queues import probes
 from conveyor.queues.base import DeadLetter, QueueBackend
 from conveyor.queues.headers import from_epoch_ms
-from conveyor.queues.model import Queue, QueueType
+from conveyor.queues.model import Queue, QueueType, own_options
 from conveyor.queues.purge import purge_dead_letters
 
 router = Router(prefix="/api/v1/zstorage/queues", tags=["queues"])
@@ -60,7 +60,7 @@ class QueueOut(BaseModel):
     has_password: bool
     region: str | None
     description: str | None
-    options: dict[str, Any]
+    options: dict[str, Any] = Field(description="The options of the queue's type.")
     created_at: datetime
     updated_at: datetime
 
@@ -75,7 +75,7 @@ class QueueOut(BaseModel):
             has_password=queue.has_password,
             region=queue.region,
             description=queue.description,
-            options=queue.options.model_dump(),
+            options=own_options(queue.type, queue.options),
             created_at=queue.created_at,
             updated_at=queue.updated_at,
         )
