@@ -99,3 +99,18 @@ def test_a_command_on_an_empty_database_names_the_database_it_opened(tmp_path: P
     missing = conveyor("queues", "show", "orders", env=env, cwd=elsewhere)
     assert missing.returncode == 1 and "no queue 'orders'" in missing.stderr
     assert opened in missing.stderr
+
+
+def test_serve_says_it_listens_once_it_does_and_names_a_taken_port(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with serving(env, tmp_path) as server:
+        port = server.base.rpartition(":")[2]
+        taken = conveyor("serve", "--port", port, env=env, cwd=tmp_path)
+    assert taken.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in taken.stderr
+    assert "--port N (or CONVEYOR_PORT=N)" in taken.stderr
+    assert "listening" not in taken.stdout + taken.stderr
+    # The server that got the port said so, after binding it, in Conveyor's words.
+    assert f"Conveyor listening on http://127.0.0.1:{port}" in server.output
+    assert "Uvicorn running" not in server.output

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from conveyor.cli.common import load_settings, out, run
+from conveyor.cli.common import fail, load_settings, out, run
 
 if TYPE_CHECKING:
     from conveyor.config import Settings
@@ -32,6 +32,8 @@ def serve(
     from conveyor.api.server import KEEP_ALIVE_TIMEOUT_S, HeaderTimeoutProtocol
 
     settings = load_settings()
+    bind_host, bind_port = host or settings.host, port if port is not None else settings.port
+    _check_free(bind_host, bind_port)
     result, active_keys = run(_prepare(settings))
     _report_migration(settings, result)
     if active_keys == 0:
@@ -40,8 +42,6 @@ def serve(
             "  conveyor keys create --name admin --scope admin",
             style="yellow",
         )
-    bind_host, bind_port = host or settings.host, port if port is not None else settings.port
-    out.print(f"Conveyor listening on http://{bind_host}:{bind_port}  (API docs: /docs)")
     uvicorn.run(
         "conveyor.api.app:create_app_from_env",
         factory=True,
@@ -59,6 +59,29 @@ def serve(
         log_config=_log_config(settings.log_level),
         log_level=settings.log_level,
     )
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail with a clear message, before any work, when the address is taken; the
+    "listening" line comes from the server once it holds the socket."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the server binds: a port in TIME_WAIT after a restart is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise fail(
+                f"cannot listen on {host}:{port}: {reason.lower()}; is Conveyor running "
+                "already? Choose another port with --port N (or CONVEYOR_PORT=N)"
+            ) from None
 
 
 def migrate() -> None:
@@ -102,6 +125,8 @@ def _log_config(level: str) -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stderr",
     }
+    config["filters"] = {"listening": {"()": "conveyor.logs.ListeningLine"}}
+    config["handlers"]["default"]["filters"] = ["listening"]
     config["loggers"]["conveyor"] = {
         "handlers": ["conveyor"],
         "level": level.upper(),
