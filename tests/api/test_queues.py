@@ -358,3 +358,23 @@ async def test_each_queue_type_shows_and_takes_its_own_options(
     )
     assert moved.status_code == 200, moved.text
     assert set(moved.json()["options"]) == common
+
+
+async def test_dead_letters_alone_do_not_hold_a_queue_back_from_deletion(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    await client.post(QUEUES, headers=admin, json={"name": "only-dead", "type": "embedded"})
+    for n in range(2):
+        await client.post(
+            "/api/v1/zstorage/queue/a/only-dead/publish", headers=admin, json={"n": n}
+        )
+    backend = await platform.backends.get(await platform.queues.get_by_name("only-dead"))
+    first, second = await backend.receive(2)
+    await backend.dead_letter(first, reason="bad")
+    refused = await client.delete(f"{QUEUES}/only-dead", headers=admin)
+    message = refused.json()["error"]["message"]
+    assert refused.status_code == 409 and "holds 1 message(s) waiting or being handled" in message
+    assert "?force=true" in message and "--force" in message
+    await backend.ack(second)  # the one being handled is done: only a dead letter is left
+    deleted = await client.delete(f"{QUEUES}/only-dead", headers=admin)
+    assert deleted.status_code == 200, deleted.text

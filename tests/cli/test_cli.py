@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -114,3 +116,39 @@ def test_serve_says_it_listens_once_it_does_and_names_a_taken_port(
     # The server that got the port said so, after binding it, in Conveyor's words.
     assert f"Conveyor listening on http://127.0.0.1:{port}" in server.output
     assert "Uvicorn running" not in server.output
+
+
+def test_revoking_a_revoked_key_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    created = conveyor("keys", "create", "--name", "t", "--scope", "admin", env=env, cwd=tmp_path)
+    keyid = created.stdout.strip().splitlines()[-1].split("_")[1]
+    first = conveyor("keys", "revoke", keyid, env=env, cwd=tmp_path)
+    assert first.returncode == 0 and first.stdout.startswith("Revoked API key 't'")
+    again = conveyor("keys", "revoke", keyid, env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "was revoked already" in again.stdout
+    assert "Revoked" not in again.stdout
+
+
+def test_users_list_delete_password_and_roles(env: dict[str, str], tmp_path: Path) -> None:
+    def users(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return conveyor("users", *args, env=env, cwd=tmp_path, stdin=stdin)
+
+    first = users("create", "--username", "ana", "--password-stdin", stdin="a long passphrase\n")
+    assert "(role: admin)" in first.stdout  # the first user can manage everything
+    second = users("create", "--username", "bob", "--password-stdin", stdin="another phrase\n")
+    assert "(role: operator)" in second.stdout
+    listed = users("list").stdout
+    assert re.search(r"ana\s+admin\s+\S+ \S+\s+never", listed), listed
+    assert re.search(r"bob\s+operator", listed), listed
+    bad_role = users("set-role", "bob", "root")
+    assert bad_role.returncode == 2 and "root" in bad_role.stderr
+    last_admin = users("delete", "ana")
+    assert last_admin.returncode == 1 and "last admin" in last_admin.stderr
+    assert "last admin" in users("set-role", "ana", "operator").stderr
+    assert "'bob' is now an admin" in users("set-role", "bob", "admin").stdout
+    changed = users("password", "bob", "--password-stdin", stdin="a new passphrase\n")
+    assert changed.returncode == 0 and "sessions have ended" in changed.stdout
+    short = users("password", "bob", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    assert "Deleted back-office user 'ana'" in users("delete", "ana").stdout
+    assert "no user 'ana'" in users("delete", "ana").stderr
+    assert "ana" not in users("list").stdout

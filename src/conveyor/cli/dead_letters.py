@@ -38,7 +38,7 @@ def list_(
     limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="Go on from a previous page.")] = None,
 ) -> None:
-    """List a queue's dead letters, oldest first, with their last error."""
+    """List a queue's dead letters, with their last error."""
     from rich.table import Table
 
     from conveyor.queues.headers import from_epoch_ms
@@ -69,7 +69,10 @@ def list_(
 
 @app.command()
 def redrive(queue: Queue, id: Ids = None) -> None:
-    """Send dead letters back to the queue as attempt 1 (all of them, or those --id names)."""
+    """Send dead letters back to their queue.
+
+    All of them, or those --id names; each comes back as attempt 1.
+    """
 
     async def moved(backend: QueueBackend) -> int:
         return await backend.redrive(id or None)

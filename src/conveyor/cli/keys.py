@@ -29,7 +29,10 @@ def create(
         typer.Option("--queue", help="Limit a publish key to this queue (repeat for several)."),
     ] = None,
 ) -> None:
-    """Create an API key. The key is printed alone on the last line, once."""
+    """Create an API key.
+
+    The key is printed alone on the last line, once: store it then.
+    """
 
     async def work() -> tuple[ApiKey, str]:
         from conveyor.keys import KeyStore
@@ -79,16 +82,27 @@ def list_() -> None:
 
 @app.command()
 def revoke(keyid: Annotated[str, typer.Argument(help="The key's id (see `keys list`).")]) -> None:
-    """Revoke an API key; it stops working within seconds on every server."""
+    """Revoke an API key.
 
-    async def work() -> ApiKey:
+    It stops working within seconds on every server.
+    """
+
+    async def work() -> tuple[ApiKey, bool]:
         from conveyor.keys import KeyStore
 
         async with database_session() as session:
-            return await KeyStore(session.db).revoke(keyid)
+            store = KeyStore(session.db)
+            already = (await store.get(keyid)).revoked
+            return await store.revoke(keyid), already
 
-    key = run(work())
-    out.print(f"Revoked API key {key.name!r} (id {key.id}).")
+    key, already = run(work())
+    if already and key.revoked_at is not None:
+        out.print(
+            f"API key {key.name!r} (id {key.id}) was revoked already, "
+            f"{key.revoked_at:%Y-%m-%d %H:%M} UTC."
+        )
+    else:
+        out.print(f"Revoked API key {key.name!r} (id {key.id}).")
 
 
 def _scopes(key: ApiKey) -> str:

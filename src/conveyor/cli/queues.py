@@ -76,7 +76,10 @@ def create(
         list[str] | None, typer.Option("--option", help="key=value, e.g. max_attempts=10.")
     ] = None,
 ) -> None:
-    """Register a queue (its broker need not be reachable yet: see `queues show`)."""
+    """Register a queue.
+
+    Its broker need not be reachable yet: `queues show` says whether it is.
+    """
     spec: dict[str, Any] = {
         "name": name,
         "type": type.value,
@@ -179,9 +182,14 @@ def show(name: Annotated[str, typer.Argument(help="Queue name or id.")]) -> None
 @app.command()
 def delete(
     name: Annotated[str, typer.Argument(help="Queue name or id.")],
-    force: Annotated[bool, typer.Option(help="Delete even if messages remain.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even if messages wait or are being handled.")
+    ] = False,
 ) -> None:
-    """Delete a queue (the embedded queue's messages go with it)."""
+    """Delete a queue.
+
+    An embedded queue's messages and dead letters go with it.
+    """
 
     async def work() -> Queue:
         async with database_session() as session:
@@ -199,7 +207,10 @@ def publish(
         str | None, typer.Option(help="Publishing again with the same key sends nothing.")
     ] = None,
 ) -> None:
-    """Publish one JSON message; prints the ids the API would answer."""
+    """Publish one JSON message.
+
+    Prints the ids the API would answer.
+    """
     body = (read_stdin_line() if payload == "-" else payload).encode()
 
     async def work() -> dict[str, Any]:

@@ -15,7 +15,9 @@ log = logging.getLogger("conveyor.relay")
 
 
 def relay() -> None:
-    """Publish committed outbox rows to their queues until SIGTERM or Ctrl-C.
+    """Run the outbox relay on its own.
+
+    It publishes committed outbox rows to their queues until SIGTERM or Ctrl-C.
 
     Any number of relays may run (each `conveyor serve` runs one unless
     CONVEYOR_RELAY_ENABLED=false): rows are claimed under leases, so none is sent twice

@@ -21,10 +21,13 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="Interface to bind [default: 127.0.0.1].")
+        str | None,
+        typer.Option(help="Interface to bind: 127.0.0.1 unless CONVEYOR_HOST says (0.0.0.0: all)."),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8000].")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    port: Annotated[
+        int | None, typer.Option(help="Port to bind: 8000 unless CONVEYOR_PORT says.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Server processes.")] = 1,
 ) -> None:
     """Run the API (and back-office), migrating the database first."""
     import uvicorn

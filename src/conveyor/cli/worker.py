@@ -56,11 +56,13 @@ def worker(
         ),
     ],
     concurrency: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Handlers running at once.")
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Handlers running at once.")
     ] = 10,
     prefetch: Annotated[
         int | None,
-        typer.Option(min=0, help="Messages held beyond the running ones [default: --concurrency]."),
+        typer.Option(
+            min=0, metavar="N", help="Messages held beyond the running ones (default: as many)."
+        ),
     ] = None,
     shutdown_timeout_s: Annotated[
         float,
@@ -69,7 +71,9 @@ def worker(
         ),
     ] = 30.0,
 ) -> None:
-    """Fetch messages and run the handler named by each message's "handler" field.
+    """Run handlers for the messages of queues.
+
+    Each message goes to the handler its "handler" field names.
 
     SIGTERM or Ctrl-C stops gracefully (running handlers finish, unstarted messages
     go back to the queue); a second one exits at once.

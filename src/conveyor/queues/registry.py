@@ -105,12 +105,16 @@ class QueueRegistry:
         queue = await self.get(queue_id)
         async with self._db.write() as conn:
             if not force:
-                held = select(func.count()).where(messages.c.queue_id == queue_id)
+                # Messages waiting or being handled; dead letters go with the queue.
+                held = select(func.count()).where(
+                    messages.c.queue_id == queue_id, messages.c.state != "dead"
+                )
                 count = (await conn.execute(held)).scalar_one()
                 if count:
                     raise Conflict(
-                        f"queue {queue.name!r} still holds {count} message(s); "
-                        "drain it first or delete with force=true"
+                        f"queue {queue.name!r} still holds {count} message(s) waiting or "
+                        "being handled; let its workers drain it, or force the deletion "
+                        "(API: ?force=true, CLI: --force)"
                     )
             await conn.execute(delete(queues).where(queues.c.id == queue_id))
         self._forget()
