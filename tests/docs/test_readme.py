@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conveyor.queues.model import QueueType
 from tests.cli.helpers import cli_env, serving
 from tests.conftest import DatabaseTarget
 from tests.docs.readme_blocks import README, ROOT, script, shell_blocks
@@ -45,3 +47,21 @@ def test_the_readme_shell_blocks_run_against_a_live_server(
     # The filter and search examples print the stored record (curl -g: no URL globbing).
     assert output.count('"nome":"Ana Silva"') >= 3
     assert '{"enqueued":1,' in output  # the replay's filter, in brackets, matched Ana
+
+
+def test_every_queue_type_has_its_page_and_the_readme_links_each() -> None:
+    readme = README.read_text()
+    for queue_type in QueueType:
+        page = ROOT / "docs" / "queues" / f"{queue_type.value}.md"
+        assert page.is_file(), page
+        assert f"](docs/queues/{queue_type.value}.md)" in readme
+    assert {p.name for p in (ROOT / "docs").glob("*.md")} == {
+        "backoffice.md",
+        "foreign-producers.md",
+    }  # backend pages live in docs/queues/ only
+
+
+def test_relative_links_of_the_readme_and_docs_resolve() -> None:
+    for page in [README, *(ROOT / "docs").rglob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+\.md)\)", page.read_text()):
+            assert (page.parent / target).resolve().is_file(), (page, target)
