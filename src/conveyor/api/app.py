@@ -55,7 +55,7 @@ def create_api(
         version=__version__,
         summary="Queues, workers, records and a back-office, behind one authenticated API.",
         lifespan=lifespan,
-        # /docs is served from the package (`reference.py`); ReDoc would need a CDN.
+        # /docs and /redoc are served from the package (`reference.py`).
         docs_url=None,
         redoc_url=None,
     )
