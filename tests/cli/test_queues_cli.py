@@ -71,6 +71,7 @@ def test_bad_input_gets_one_clear_line(env: dict[str, str], tmp_path: Path) -> N
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.timeout(120)  # five commands, each a new process
 async def test_dead_letters_list_redrive_delete_purge(
     env: dict[str, str], tmp_path: Path, platform: Platform
 ) -> None:
@@ -99,9 +100,7 @@ async def test_dead_letters_list_redrive_delete_purge(
     assert "Deleted 1 dead letter(s)" in purged.stdout
     stats = await backend.stats()
     assert (stats.ready, stats.dead) == (1, 0)
-    empty = await asyncio.to_thread(cli, "dead-letters", "list", "dl")
-    assert "No dead letters" in empty.stdout
-    unknown = await asyncio.to_thread(cli, "dead-letters", "redrive", "nope")
+    unknown = await asyncio.to_thread(cli, "dead-letters", "list", "nope")
     assert unknown.returncode == 1 and "no queue 'nope'" in unknown.stderr
 
 

@@ -23,6 +23,7 @@ def test_only_the_blocks_that_start_long_running_processes_are_skipped() -> None
     assert sum(b.skip_reason is None for b in blocks) >= 4
 
 
+@pytest.mark.timeout(180)  # every command of the tour, each a new process
 def test_the_readme_shell_blocks_run_against_a_live_server(
     database: DatabaseTarget, tmp_path: Path
 ) -> None:
