@@ -13,11 +13,15 @@ async def send_email(context: Context) -> None:
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
 __version__ = "0.1.0"
 
-from conveyor.exceptions import Reject, Retry
-from conveyor.worker.context import Context, Message, Runtime
-from conveyor.worker.handlers import HandlerRegistry, handler
+if _typing.TYPE_CHECKING:
+    from conveyor.exceptions import Reject, Retry
+    from conveyor.worker.context import Context, Message, Runtime
+    from conveyor.worker.handlers import HandlerRegistry, handler
 
 __all__ = [
     "Context",
@@ -29,3 +33,27 @@ __all__ = [
     "__version__",
     "handler",
 ]
+
+# Imported on first use: the `conveyor` command starts without the worker's modules.
+_HOMES = {
+    "Context": "conveyor.worker.context",
+    "HandlerRegistry": "conveyor.worker.handlers",
+    "Message": "conveyor.worker.context",
+    "Reject": "conveyor.exceptions",
+    "Retry": "conveyor.exceptions",
+    "Runtime": "conveyor.worker.context",
+    "handler": "conveyor.worker.handlers",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -22,6 +22,20 @@ class ServerFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class ListeningLine(logging.Filter):
+    """uvicorn's "running on" line, logged once the socket is bound, in Conveyor's words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Uvicorn running on "):
+            address = record.msg.removeprefix("Uvicorn running on ").partition(" (")[0]
+            record.msg = (
+                f"Conveyor listening on {address}  (API docs: /docs, back-office: /admin; "
+                "Ctrl-C to stop)"
+            )
+            record.__dict__.pop("color_message", None)
+        return True
+
+
 def lean() -> None:
     """Skip what no Conveyor log line shows: the calling frame, thread and process."""
     logging._srcfile = None  # the logging HOWTO's documented switch

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import httpx
 from asgi_lifespan import LifespanManager
 
@@ -56,3 +58,23 @@ async def test_an_app_that_owns_its_platform_opens_it_then_says_it_started(
     async with LifespanManager(app):
         assert len(seen) == 1 and seen[0] > 0
     assert platform._tasks == []  # closed with the app
+
+
+async def test_the_api_reference_loads_nothing_from_the_internet(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    sources += re.findall(r"url: '([^']+)'", page.text)
+    assert "/docs/assets/swagger-ui-bundle.js" in sources and "/openapi.json" in sources
+    assert not [s for s in sources if "://" in s], sources
+    script = await client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert len(script.content) > 500_000  # the real bundle, not a stub
+    css = await client.get("/docs/assets/swagger-ui.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert (await client.get("/docs/assets/nothing.js")).status_code == 404
+    redoc = await client.get("/redoc")
+    assert redoc.status_code == 200 and "/docs/assets/redoc.standalone.js" in redoc.text
+    assert "://" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', redoc.text))

@@ -271,3 +271,110 @@ async def test_stats_check_and_dead_letters(
         f"{QUEUES}/{queue['id']}/dead-letters/redrive", headers=admin, json={"ids": ["x'--"]}
     )
     assert bad_id.status_code == 400
+
+
+async def test_dead_letter_routes_take_a_name_no_body_for_all_and_delete_all(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    await client.post(QUEUES, headers=admin, json={"name": "dl-by-name", "type": "embedded"})
+    base = f"{QUEUES}/dl-by-name"
+    for n in range(4):
+        await client.post(
+            "/api/v1/zstorage/queue/a/dl-by-name/publish", headers=admin, json={"n": n}
+        )
+    backend = await platform.backends.get(await platform.queues.get_by_name("dl-by-name"))
+    for delivery in await backend.receive(4):
+        await backend.dead_letter(delivery, reason="bad")
+    assert (await client.get(f"{base}/stats", headers=admin)).json()["dead"] == 4
+    assert len((await client.get(f"{base}/dead-letters", headers=admin)).json()["items"]) == 4
+
+    # No body at all: every dead letter goes back (the README's "omit for all").
+    redriven = await client.post(f"{base}/dead-letters/redrive", headers=admin)
+    assert redriven.status_code == 200 and redriven.json() == {"count": 4}
+    for delivery in await backend.receive(4):
+        await backend.dead_letter(delivery, reason="bad again")
+
+    neither = await client.post(f"{base}/dead-letters/delete", headers=admin, json={})
+    assert neither.status_code == 422 and "all" in neither.json()["error"]["message"]
+    both = await client.post(
+        f"{base}/dead-letters/delete", headers=admin, json={"ids": ["1"], "all": True}
+    )
+    assert both.status_code == 422
+    purged = await client.post(f"{base}/dead-letters/delete", headers=admin, json={"all": True})
+    assert purged.json() == {"count": 4}
+    stats = (await client.get(f"{base}/stats", headers=admin)).json()
+    assert (stats["ready"], stats["dead"]) == (0, 0)
+
+    renamed = await client.patch(base, headers=admin, json={"description": "by name"})
+    assert renamed.json()["description"] == "by name"
+    assert (await client.delete(base, headers=admin)).status_code == 200
+    assert (await client.get(base, headers=admin)).status_code == 404
+
+
+async def test_each_queue_type_shows_and_takes_its_own_options(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    common = {
+        "visibility_timeout_s", "max_attempts", "retry_backoff_s", "retry_backoff_max_s",
+        "max_message_bytes", "dead_letter",
+    }  # fmt: skip
+    # A form sends every option: one of another type's, at its default, passes unkept.
+    embedded = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "own-e", "type": "embedded", "options": {"create_if_missing": False}},
+    )
+    assert embedded.status_code == 201, embedded.text
+    assert set(embedded.json()["options"]) == common
+    kafka = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "own-k", "type": "kafka", "url": "kafka://127.0.0.1:1"},
+    )
+    assert set(kafka.json()["options"]) == common | {
+        "create_if_missing", "consumer_group", "partitions", "session_timeout_s",
+        "sasl_mechanism", "tls",
+    }  # fmt: skip
+    assert kafka.json()["options"]["consumer_group"] is None
+
+    refused = await client.post(
+        QUEUES,
+        headers=admin,
+        json={"name": "own-x", "type": "embedded", "options": {"partitions": 6, "tls": True}},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"] == [
+        {"field": "options.partitions", "message": "applies to kafka queues only"},
+        {"field": "options.tls", "message": "applies to kafka queues only"},
+    ]
+    sqs_only = await client.patch(
+        f"{QUEUES}/own-e", headers=admin, json={"options": {"create_if_missing": True}}
+    )
+    assert sqs_only.status_code == 422
+    assert "kafka and sqs queues only" in sqs_only.json()["error"]["message"]
+    # A Kafka queue made embedded keeps none of Kafka's options.
+    moved = await client.patch(
+        f"{QUEUES}/own-k", headers=admin, json={"type": "embedded", "url": None}
+    )
+    assert moved.status_code == 200, moved.text
+    assert set(moved.json()["options"]) == common
+
+
+async def test_dead_letters_alone_do_not_hold_a_queue_back_from_deletion(
+    client: httpx.AsyncClient, admin: dict[str, str], platform: Platform
+) -> None:
+    await client.post(QUEUES, headers=admin, json={"name": "only-dead", "type": "embedded"})
+    for n in range(2):
+        await client.post(
+            "/api/v1/zstorage/queue/a/only-dead/publish", headers=admin, json={"n": n}
+        )
+    backend = await platform.backends.get(await platform.queues.get_by_name("only-dead"))
+    first, second = await backend.receive(2)
+    await backend.dead_letter(first, reason="bad")
+    refused = await client.delete(f"{QUEUES}/only-dead", headers=admin)
+    message = refused.json()["error"]["message"]
+    assert refused.status_code == 409 and "holds 1 message(s) waiting or being handled" in message
+    assert "?force=true" in message and "--force" in message
+    await backend.ack(second)  # the one being handled is done: only a dead letter is left
+    deleted = await client.delete(f"{QUEUES}/only-dead", headers=admin)
+    assert deleted.status_code == 200, deleted.text

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
+import re
 import socket
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -115,3 +118,68 @@ def test_first_serve_tells_how_to_create_a_key(env: dict[str, str], tmp_path: Pa
     output = server.output
     assert "conveyor keys create --name admin --scope admin" in output
     assert "migrated empty" in output
+
+
+def test_a_command_on_an_empty_database_names_the_database_it_opened(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    listed = conveyor("queues", "list", env=env, cwd=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    opened = f"sqlite:///{elsewhere / '.conveyor' / 'conveyor.db'}"
+    assert "No queues yet" in listed.stdout and opened in listed.stdout
+    assert "run them from its directory" in listed.stdout
+    missing = conveyor("queues", "show", "orders", env=env, cwd=elsewhere)
+    assert missing.returncode == 1 and "no queue 'orders'" in missing.stderr
+    assert opened in missing.stderr
+
+
+def test_serve_says_it_listens_once_it_does_and_names_a_taken_port(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with serving(env, tmp_path) as server:
+        port = server.base.rpartition(":")[2]
+        taken = conveyor("serve", "--port", port, env=env, cwd=tmp_path)
+    assert taken.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in taken.stderr
+    assert "--port N (or CONVEYOR_PORT=N)" in taken.stderr
+    assert "listening" not in taken.stdout + taken.stderr
+    # The server that got the port said so, after binding it, in Conveyor's words.
+    assert f"Conveyor listening on http://127.0.0.1:{port}" in server.output
+    assert "Uvicorn running" not in server.output
+
+
+def test_revoking_a_revoked_key_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    created = conveyor("keys", "create", "--name", "t", "--scope", "admin", env=env, cwd=tmp_path)
+    keyid = created.stdout.strip().splitlines()[-1].split("_")[1]
+    first = conveyor("keys", "revoke", keyid, env=env, cwd=tmp_path)
+    assert first.returncode == 0 and first.stdout.startswith("Revoked API key 't'")
+    again = conveyor("keys", "revoke", keyid, env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "was revoked already" in again.stdout
+    assert "Revoked" not in again.stdout
+
+
+def test_users_list_delete_password_and_roles(env: dict[str, str], tmp_path: Path) -> None:
+    def users(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return conveyor("users", *args, env=env, cwd=tmp_path, stdin=stdin)
+
+    first = users("create", "--username", "ana", "--password-stdin", stdin="a long passphrase\n")
+    assert "(role: admin)" in first.stdout  # the first user can manage everything
+    second = users("create", "--username", "bob", "--password-stdin", stdin="another phrase\n")
+    assert "(role: operator)" in second.stdout
+    listed = users("list").stdout
+    assert re.search(r"ana\s+admin\s+\S+ \S+\s+never", listed), listed
+    assert re.search(r"bob\s+operator", listed), listed
+    bad_role = users("set-role", "bob", "root")
+    assert bad_role.returncode == 2 and "root" in bad_role.stderr
+    last_admin = users("delete", "ana")
+    assert last_admin.returncode == 1 and "last admin" in last_admin.stderr
+    assert "last admin" in users("set-role", "ana", "operator").stderr
+    assert "'bob' is now an admin" in users("set-role", "bob", "admin").stdout
+    changed = users("password", "bob", "--password-stdin", stdin="a new passphrase\n")
+    assert changed.returncode == 0 and "sessions have ended" in changed.stdout
+    short = users("password", "bob", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    assert "Deleted back-office user 'ana'" in users("delete", "ana").stdout
+    assert "no user 'ana'" in users("delete", "ana").stderr
+    assert "ana" not in users("list").stdout

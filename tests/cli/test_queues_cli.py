@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+import subprocess
 from pathlib import Path
 
 import orjson
 import pytest
 
+from conveyor.platform import Platform
 from tests.cli.helpers import cli_env, conveyor
 from tests.conftest import DatabaseTarget
 
@@ -66,3 +69,48 @@ def test_bad_input_gets_one_clear_line(env: dict[str, str], tmp_path: Path) -> N
     assert bad_option.returncode == 2 and "key=value" in bad_option.stderr
     for result in (bad_name, not_object, missing, bad_option):
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(120)  # five commands, each a new process
+async def test_dead_letters_list_redrive_delete_purge(
+    env: dict[str, str], tmp_path: Path, platform: Platform
+) -> None:
+    queue = await platform.queues.create({"name": "dl", "type": "embedded"})
+    backend = await platform.backends.get(queue)
+    for n in range(3):
+        await platform.publisher.publish(queue, b'{"n": %d}' % n, api_key_id="t")
+    for delivery in await backend.receive(3):
+        await backend.dead_letter(delivery, reason=f"boom {delivery.id}")
+    ids = [letter.id for letter in (await backend.dead_letters(limit=10)).items]
+
+    # The commands run in a thread: this test's platform keeps working meanwhile (a
+    # blocked loop could hold SQLite's write lock mid-transaction).
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return conveyor(*args, env=env, cwd=tmp_path)
+
+    listed = await asyncio.to_thread(cli, "dead-letters", "list", "dl")
+    assert listed.returncode == 0, listed.stderr
+    assert all(i in listed.stdout for i in ids) and "boom" in listed.stdout
+    one = await asyncio.to_thread(cli, "dead-letters", "redrive", "dl", "--id", ids[0])
+    assert "Sent 1 dead letter(s) back" in one.stdout
+    gone = await asyncio.to_thread(cli, "dead-letters", "delete", "dl", "--id", ids[1])
+    assert "Deleted 1 dead letter(s)" in gone.stdout
+    assert (await backend.stats()).dead == 1
+    purged = await asyncio.to_thread(cli, "dead-letters", "purge", "dl")
+    assert "Deleted 1 dead letter(s)" in purged.stdout
+    stats = await backend.stats()
+    assert (stats.ready, stats.dead) == (1, 0)
+    unknown = await asyncio.to_thread(cli, "dead-letters", "list", "nope")
+    assert unknown.returncode == 1 and "no queue 'nope'" in unknown.stderr
+
+
+def test_show_prints_the_options_of_the_queue_type_in_json_words(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    created = conveyor("queues", "create", "plain", "--type", "embedded", env=env, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    shown = conveyor("queues", "show", "plain", env=env, cwd=tmp_path).stdout
+    options = dict(line.split()[1:3] for line in shown.splitlines() if line.startswith("option "))
+    assert options["dead_letter"] == "true" and options["max_attempts"] == "5"
+    assert not {"partitions", "consumer_group", "tls", "create_if_missing"} & set(options)
+    assert "True" not in shown and "None" not in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -91,6 +92,11 @@ async def test_every_write_of_a_linked_table_publishes_its_message(
     assert {row["message_id"] for row in outbox["items"]} == {
         m["_id"] for m in (create, update, delete)
     }
+    # Times in ISO 8601 (UTC), as everywhere else in the API.
+    row = outbox["items"][0]
+    for key in ("created_at", "next_attempt_at", "sent_at"):
+        assert datetime.fromisoformat(row[key]).utcoffset() == timedelta(0), row[key]
+    assert row["sent_at"] >= row["created_at"]
 
 
 @pytest.mark.usefixtures("table")

@@ -28,7 +28,8 @@ CONTACTS = {
         {"name": "site", "type": "url"},
         {"name": "stage", "type": "select", "choices": ["lead", "customer"]},
         {"name": "company", "type": "reference", "table": "companies"},
-        {"name": "notes", "type": "text"},
+        {"name": "notes", "type": "text", "max": 5000},
+        {"name": "nickname", "type": "text"},
     ],
     "rules": [
         {"name": "adult", "expression": "!has(record.age) || record.age >= 18",
@@ -84,7 +85,8 @@ async def test_the_form_is_built_from_the_field_types(
     assert tag("stage").startswith("<select") and '<option value="customer">' in page.text
     assert 'data-picker="/admin/tables/companies/pick"' in tag("company")
     assert 'list="field-company-options"' in tag("company")
-    assert tag("notes").startswith("<textarea")  # no maximum length: room for more
+    assert tag("notes").startswith("<textarea")  # asks for long text (max > 255)
+    assert tag("nickname").startswith('<input id="field-nickname" name="v.nickname" type="text"')
     assert '<label for="field-seen">seen' in page.text and "In UTC" in page.text
 
     picks = await signed_in.get("/admin/tables/companies/pick", params={"q": "acm"})
@@ -162,6 +164,7 @@ async def test_every_error_shows_next_to_its_field_then_the_record_saves(
         "stage": "customer",
         "company": 1,
         "notes": None,
+        "nickname": None,
     }
     detail = await signed_in.get(created.headers["location"])
     assert "Record created." in detail.text
@@ -345,6 +348,9 @@ async def test_values_read_well_in_the_list(
     page = await signed_in.get("/admin/tables/contacts")
     row = page.text.split('data-record="1"', 1)[1].split("</tr>", 1)[0]
     assert 'data-label="vip">yes<' in row and ">12.50<" in row
-    assert "2024-05-06 07:08:09 UTC" in row
-    # The list shows the first fields; the rest are on the detail page.
-    assert 'data-label="company"' not in row and 'data-label="Changed"' in row
+    # The list shows the first fields and every reference, which names its record
+    # (the first text field) with a link; the rest are on the detail page.
+    assert '<td data-label="company"><a href="/admin/tables/companies/records/1">#1 Acme</a>' in row
+    assert 'data-label="seen"' not in row and 'data-label="Changed"' in row
+    detail = await signed_in.get("/admin/tables/contacts/records/1")
+    assert "2024-05-06 07:08:09 UTC" in detail.text

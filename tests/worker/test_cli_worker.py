@@ -340,6 +340,9 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
         (["--queue", "q", "--handlers", "no.such.module"], 2, "could not import handlers"),
         (["--queue", "nope", "--handlers", str(tmp_path / "ok.py")], 1, "no queue"),
         (["--handlers", str(tmp_path / "ok.py")], 2, "--queue"),
+        # Several files after one --handlers: all are loaded (the second one fails here).
+        (["--queue", "q", "--handlers", str(tmp_path / "ok.py"), "broken.py"], 2, "nothing_like"),
+        (["--queue", "q", "--handlers", "ok.py", "empty.py"], 2, "empty.py defines no"),
     ]
     for args, code, text in cases:
         result = conveyor("worker", *args, env=env, cwd=tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Awaitable
 from datetime import timedelta
 
 import httpx
@@ -83,3 +84,31 @@ async def test_listing_workers_needs_the_admin_scope(
     assert (await client.get(WORKERS)).status_code == 401
     publisher = await bearer(platform, "publish")
     assert (await client.get(WORKERS, headers=publisher)).status_code == 403
+
+
+async def test_counts_reach_the_list_within_a_second_not_a_heartbeat_later(
+    platform: Platform, client: httpx.AsyncClient, admin: dict[str, str], worker_queue: NewQueue
+) -> None:
+    queue = await worker_queue()
+
+    @handler("ok", auto_ack=True)
+    async def ok(context: Context) -> None:
+        pass
+
+    # A 60 s heartbeat: the counts below can only come from the prompt write.
+    async with running(platform, queue, HandlerRegistry([ok]), heartbeat_s=60):
+
+        async def processed() -> int:
+            items = (await client.get(WORKERS, headers=admin)).json()["items"]
+            return int(items[0]["processed"]) if items else -1
+
+        await eventually(lambda: _equals(processed(), 0), what="the worker listed at once")
+        for _ in range(2):
+            await platform.publisher.publish_object(queue, {"handler": "ok"})
+        await eventually(
+            lambda: _equals(processed(), 2), timeout_s=5, what="the counts within a second"
+        )
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected

@@ -3,6 +3,8 @@ while the rest of the traffic keeps flowing."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from conveyor import Context, handler
@@ -70,3 +72,23 @@ async def test_poison_is_dead_lettered_and_other_traffic_keeps_flowing(
     assert runs[2].start - runs[1].end >= 0.2
     assert worker.counters.dead_lettered == 6
     assert worker.counters.acked == 50
+
+
+async def test_the_log_line_of_an_unknown_handler_names_the_handler_asked_for(
+    platform: Platform, worker_queue: NewQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = await worker_queue()
+
+    @handler("known", auto_ack=True)
+    async def known(context: Context) -> None:
+        pass
+
+    await platform.publisher.publish_object(queue, {"handler": "send_invoice"})
+    await platform.publisher.publish_object(queue, {"no": "handler"})
+    with caplog.at_level(logging.INFO, logger="conveyor"):
+        async with running(platform, queue, HandlerRegistry([known])):
+            await eventually(lambda: drained(platform, queue, dead=2), what="both dead-lettered")
+    lines = [r.getMessage() for r in caplog.records if "message handled" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert any("handler=send_invoice" in line and "result=dead" in line for line in lines)
+    assert any("handler=-" in line for line in lines)  # none was named

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp
 
 from conveyor import __version__
-from conveyor.api import errors
+from conveyor.api import errors, reference
 from conveyor.api.lane import Lane
 from conveyor.api.middleware import Gateway
 from conveyor.api.routes import health, keys, links, pages, publish, queues, storage, workers
@@ -55,8 +55,12 @@ def create_api(
         version=__version__,
         summary="Queues, workers, records and a back-office, behind one authenticated API.",
         lifespan=lifespan,
+        # /docs and /redoc are served from the package (`reference.py`).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.platform = platform
+    reference.install(app)
     errors.install(app)
     health.install(app)
     # Routes are tried in order: publishing, the bulk of the traffic, first; the keys

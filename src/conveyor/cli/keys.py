@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from conveyor.cli.common import admin_platform, out, run
-from conveyor.keys import ApiKey, Scope
+from conveyor.cli.common import database_session, empty_database_hint, out, run
+
+if TYPE_CHECKING:
+    from conveyor.keys import ApiKey
+
+#: The scopes a key may have (`conveyor.keys.Scope`; a test keeps the two the same).
+SCOPES = ("admin", "publish", "storage:read", "storage:write")
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 
@@ -18,18 +22,23 @@ def create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
     scope: Annotated[
         list[str],
-        typer.Option("--scope", help=f"Repeat for several: {', '.join(s.value for s in Scope)}."),
+        typer.Option("--scope", help=f"Repeat for several: {', '.join(SCOPES)}."),
     ],
     queue: Annotated[
         list[str] | None,
         typer.Option("--queue", help="Limit a publish key to this queue (repeat for several)."),
     ] = None,
 ) -> None:
-    """Create an API key. The key is printed alone on the last line, once."""
+    """Create an API key.
+
+    The key is printed alone on the last line, once: store it then.
+    """
 
     async def work() -> tuple[ApiKey, str]:
-        async with admin_platform() as platform:
-            return await platform.keys.create(name, scope, queue or None)
+        from conveyor.keys import KeyStore
+
+        async with database_session() as session:
+            return await KeyStore(session.db).create(name, scope, queue or None)
 
     key, token = run(work())
     limited = f", queues: {', '.join(key.queues)}" if key.queues else ""
@@ -42,13 +51,18 @@ def create(
 def list_() -> None:
     """List API keys (never the keys themselves)."""
 
-    async def work() -> list[ApiKey]:
-        async with admin_platform() as platform:
-            return await platform.keys.list()
+    from rich.table import Table
 
-    keys = run(work())
+    from conveyor.keys import KeyStore
+
+    async def work() -> tuple[list[ApiKey], str]:
+        async with database_session() as session:
+            return await KeyStore(session.db).list(), empty_database_hint(session.settings)
+
+    keys, hint = run(work())
     if not keys:
         out.print("No API keys yet. Create one: conveyor keys create --name admin --scope admin")
+        out.print(hint)
         return
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "NAME", "SCOPES", "QUEUES", "CREATED", "LAST USED", "STATUS"):
@@ -68,14 +82,27 @@ def list_() -> None:
 
 @app.command()
 def revoke(keyid: Annotated[str, typer.Argument(help="The key's id (see `keys list`).")]) -> None:
-    """Revoke an API key; it stops working within seconds on every server."""
+    """Revoke an API key.
 
-    async def work() -> ApiKey:
-        async with admin_platform() as platform:
-            return await platform.keys.revoke(keyid)
+    It stops working within seconds on every server.
+    """
 
-    key = run(work())
-    out.print(f"Revoked API key {key.name!r} (id {key.id}).")
+    async def work() -> tuple[ApiKey, bool]:
+        from conveyor.keys import KeyStore
+
+        async with database_session() as session:
+            store = KeyStore(session.db)
+            already = (await store.get(keyid)).revoked
+            return await store.revoke(keyid), already
+
+    key, already = run(work())
+    if already and key.revoked_at is not None:
+        out.print(
+            f"API key {key.name!r} (id {key.id}) was revoked already, "
+            f"{key.revoked_at:%Y-%m-%d %H:%M} UTC."
+        )
+    else:
+        out.print(f"Revoked API key {key.name!r} (id {key.id}).")
 
 
 def _scopes(key: ApiKey) -> str:

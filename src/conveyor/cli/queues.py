@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 import typer
-from rich.table import Table
 
-from conveyor.cli.common import admin_platform, out, read_stdin_line, run
-from conveyor.exceptions import ConveyorError
-from conveyor.queues.base import QueueStats
-from conveyor.queues.model import Queue, QueueType
+from conveyor.cli.common import (
+    Session,
+    admin_platform,
+    database_session,
+    empty_database_hint,
+    out,
+    read_stdin_line,
+    run,
+)
+
+if TYPE_CHECKING:
+    from conveyor.queues.base import QueueStats
+    from conveyor.queues.model import Queue
+    from conveyor.queues.registry import QueueRegistry
 
 app = typer.Typer(help="Manage queues.", no_args_is_help=True)
+
+
+class QueueType(StrEnum):
+    """`conveyor.queues.model.QueueType`, without importing it (a test keeps them equal)."""
+
+    EMBEDDED = "embedded"
+    RABBITMQ = "rabbitmq"
+    KAFKA = "kafka"
+    SQS = "sqs"
+
+
+def registry(session: Session) -> QueueRegistry:
+    from conveyor.crypto import SecretBox
+    from conveyor.queues.registry import QueueRegistry
+
+    return QueueRegistry(
+        session.db,
+        SecretBox(session.settings.secret_keys),
+        cache_ttl_s=0,
+        deny_private_urls=session.settings.deny_private_queue_urls,
+    )
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -24,8 +55,8 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise typer.BadParameter(f"{pair!r} is not key=value", param_hint="--option")
         try:
-            options[key.strip()] = orjson.loads(value)
-        except orjson.JSONDecodeError:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
             options[key.strip()] = value
     return options
 
@@ -45,7 +76,10 @@ def create(
         list[str] | None, typer.Option("--option", help="key=value, e.g. max_attempts=10.")
     ] = None,
 ) -> None:
-    """Register a queue (its broker need not be reachable yet: see `queues show`)."""
+    """Register a queue.
+
+    Its broker need not be reachable yet: `queues show` says whether it is.
+    """
     spec: dict[str, Any] = {
         "name": name,
         "type": type.value,
@@ -60,8 +94,8 @@ def create(
         spec["password"] = read_stdin_line()
 
     async def work() -> Queue:
-        async with admin_platform() as platform:
-            return await platform.queues.create(spec)
+        async with database_session() as session:
+            return await registry(session).create(spec)
 
     queue = run(work())
     out.print(f"Created {queue.type.value} queue {queue.name!r} (id {queue.id}).")
@@ -73,13 +107,19 @@ def list_(
 ) -> None:
     """List queues."""
 
-    async def work() -> list[Queue]:
-        async with admin_platform() as platform:
-            return await platform.queues.list(type)
+    from rich.table import Table
 
-    queues = run(work())
+    from conveyor.queues import model
+
+    async def work() -> tuple[list[Queue], str]:
+        async with database_session() as session:
+            kind = model.QueueType(type.value) if type else None
+            return await registry(session).list(kind), empty_database_hint(session.settings)
+
+    queues, hint = run(work())
     if not queues:
         out.print("No queues yet. Create one: conveyor queues create orders --type embedded")
+        out.print(hint)
         return
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "NAME", "TYPE", "URL"):
@@ -92,6 +132,11 @@ def list_(
 @app.command()
 def show(name: Annotated[str, typer.Argument(help="Queue name or id.")]) -> None:
     """A queue's settings and live counts."""
+
+    from rich.table import Table
+
+    from conveyor.exceptions import ConveyorError
+    from conveyor.queues.model import own_options
 
     async def work() -> tuple[Queue, QueueStats | str]:
         async with admin_platform() as platform:
@@ -117,7 +162,9 @@ def show(name: Annotated[str, typer.Argument(help="Queue name or id.")]) -> None
         ("region", queue.region or "-"),
         ("description", queue.description or "-"),
     ]
-    rows += [(f"option {k}", str(v)) for k, v in queue.options.model_dump().items()]
+    # In the API's JSON words (true, null), the options of the queue's type only.
+    options = own_options(queue.type, queue.options)
+    rows += [(f"option {k}", json.dumps(v)) for k, v in options.items()]
     if isinstance(stats, str):
         rows.append(("stats", f"unavailable: {stats}"))
     else:
@@ -135,14 +182,19 @@ def show(name: Annotated[str, typer.Argument(help="Queue name or id.")]) -> None
 @app.command()
 def delete(
     name: Annotated[str, typer.Argument(help="Queue name or id.")],
-    force: Annotated[bool, typer.Option(help="Delete even if messages remain.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even if messages wait or are being handled.")
+    ] = False,
 ) -> None:
-    """Delete a queue (the embedded queue's messages go with it)."""
+    """Delete a queue.
+
+    An embedded queue's messages and dead letters go with it.
+    """
 
     async def work() -> Queue:
-        async with admin_platform() as platform:
-            queue = await platform.queues.find(name)
-            return await platform.queues.delete(queue.id, force=force)
+        async with database_session() as session:
+            queues = registry(session)
+            return await queues.delete((await queues.find(name)).id, force=force)
 
     queue = run(work())
     out.print(f"Deleted queue {queue.name!r}.")
@@ -155,7 +207,10 @@ def publish(
         str | None, typer.Option(help="Publishing again with the same key sends nothing.")
     ] = None,
 ) -> None:
-    """Publish one JSON message; prints the ids the API would answer."""
+    """Publish one JSON message.
+
+    Prints the ids the API would answer.
+    """
     body = (read_stdin_line() if payload == "-" else payload).encode()
 
     async def work() -> dict[str, Any]:
@@ -164,5 +219,7 @@ def publish(
             return await platform.publisher.publish(
                 target, body, idempotency_key=idempotency_key, api_key_id="cli"
             )
+
+    import orjson
 
     print(orjson.dumps(run(work())).decode())

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
+from typing import TYPE_CHECKING
 
 from conveyor.cli.common import load_settings, out, run, running_platform
-from conveyor.config import Settings
+
+if TYPE_CHECKING:
+    from conveyor.config import Settings
 
 log = logging.getLogger("conveyor.relay")
 
 
 def relay() -> None:
-    """Publish committed outbox rows to their queues until SIGTERM or Ctrl-C.
+    """Run the outbox relay on its own.
+
+    It publishes committed outbox rows to their queues until SIGTERM or Ctrl-C.
 
     Any number of relays may run (each `conveyor serve` runs one unless
     CONVEYOR_RELAY_ENABLED=false): rows are claimed under leases, so none is sent twice
@@ -27,6 +30,9 @@ def relay() -> None:
 
 
 async def _relay(settings: Settings) -> None:
+    import asyncio
+    import signal
+
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
-from sqlalchemy import make_url
 
-from conveyor import logs
-from conveyor.api.server import KEEP_ALIVE_TIMEOUT_S, HeaderTimeoutProtocol
-from conveyor.cli.common import load_settings, out, run
-from conveyor.config import Settings
-from conveyor.db.migrate import MigrationResult
-from conveyor.platform import Platform
+from conveyor.cli.common import fail, load_settings, out, run
+
+if TYPE_CHECKING:
+    from conveyor.config import Settings
+    from conveyor.db.migrate import MigrationResult
 
 
 def register(app: typer.Typer) -> None:
@@ -24,13 +21,22 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="Interface to bind [default: 127.0.0.1].")
+        str | None,
+        typer.Option(help="Interface to bind: 127.0.0.1 unless CONVEYOR_HOST says (0.0.0.0: all)."),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8000].")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    port: Annotated[
+        int | None, typer.Option(help="Port to bind: 8000 unless CONVEYOR_PORT says.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Server processes.")] = 1,
 ) -> None:
     """Run the API (and back-office), migrating the database first."""
+    import uvicorn
+
+    from conveyor.api.server import KEEP_ALIVE_TIMEOUT_S, HeaderTimeoutProtocol
+
     settings = load_settings()
+    bind_host, bind_port = host or settings.host, port if port is not None else settings.port
+    _check_free(bind_host, bind_port)
     result, active_keys = run(_prepare(settings))
     _report_migration(settings, result)
     if active_keys == 0:
@@ -39,8 +45,6 @@ def serve(
             "  conveyor keys create --name admin --scope admin",
             style="yellow",
         )
-    bind_host, bind_port = host or settings.host, port if port is not None else settings.port
-    out.print(f"Conveyor listening on http://{bind_host}:{bind_port}  (API docs: /docs)")
     uvicorn.run(
         "conveyor.api.app:create_app_from_env",
         factory=True,
@@ -60,6 +64,29 @@ def serve(
     )
 
 
+def _check_free(host: str, port: int) -> None:
+    """Fail with a clear message, before any work, when the address is taken; the
+    "listening" line comes from the server once it holds the socket."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the server binds: a port in TIME_WAIT after a restart is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise fail(
+                f"cannot listen on {host}:{port}: {reason.lower()}; is Conveyor running "
+                "already? Choose another port with --port N (or CONVEYOR_PORT=N)"
+            ) from None
+
+
 def migrate() -> None:
     """Bring the database schema up to date."""
     settings = load_settings()
@@ -68,6 +95,8 @@ def migrate() -> None:
 
 
 async def _prepare(settings: Settings) -> tuple[MigrationResult, int]:
+    from conveyor.platform import Platform
+
     platform = Platform(settings)
     try:
         result = await platform.migrate()
@@ -77,6 +106,8 @@ async def _prepare(settings: Settings) -> tuple[MigrationResult, int]:
 
 
 def _report_migration(settings: Settings, result: MigrationResult) -> None:
+    from sqlalchemy import make_url
+
     where = make_url(settings.database_url).render_as_string(hide_password=True)
     if result.changed:
         out.print(f"Database {where}: migrated {result.before or 'empty'} → {result.after}.")
@@ -85,6 +116,10 @@ def _report_migration(settings: Settings, result: MigrationResult) -> None:
 
 
 def _log_config(level: str) -> dict[str, Any]:
+    import uvicorn
+
+    from conveyor import logs
+
     logs.lean()
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["formatters"]["conveyor"] = {"()": "conveyor.logs.ServerFormatter"}
@@ -93,6 +128,8 @@ def _log_config(level: str) -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stderr",
     }
+    config["filters"] = {"listening": {"()": "conveyor.logs.ListeningLine"}}
+    config["handlers"]["default"]["filters"] = ["listening"]
     config["loggers"]["conveyor"] = {
         "handlers": ["conveyor"],
         "level": level.upper(),

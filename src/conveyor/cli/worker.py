@@ -5,24 +5,41 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from conveyor.cli.common import fail, load_settings, run, running_platform
-from conveyor.config import Settings
-from conveyor.exceptions import ConfigurationError
-from conveyor.queues.model import QueueType
-from conveyor.queues.pool import broker_factory
-from conveyor.worker.handlers import HandlerRegistry, load_handlers
-from conveyor.worker.runner import Worker, WorkerOptions
-from conveyor.worker.signals import graceful_stop
+
+if TYPE_CHECKING:
+    from conveyor.config import Settings
+    from conveyor.worker.handlers import HandlerRegistry
+    from conveyor.worker.runner import Worker, WorkerOptions
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(app: typer.Typer) -> None:
     app.command()(worker)
+
+
+def expand_handlers(args: list[str]) -> list[str]:
+    """`worker --handlers a.py b.py` as `--handlers a.py --handlers b.py`: the option
+    takes several values in one go, as the help shows (`worker` has no arguments that
+    could be confused with them)."""
+    if not args or args[0] != "worker":
+        return args
+    expanded: list[str] = []
+    taking, first = False, False
+    for arg in args:
+        if taking and not arg.startswith("-"):
+            expanded += [arg] if first else ["--handlers", arg]
+            first = False
+            continue
+        taking = arg == "--handlers" or arg.startswith("--handlers=")
+        first = arg == "--handlers"
+        expanded.append(arg)
+    return expanded
 
 
 def worker(
@@ -32,15 +49,20 @@ def worker(
     handlers: Annotated[
         list[str],
         typer.Option(
-            "--handlers", help="Module (pkg.mod) or file (path/x.py) with @handler functions."
+            "--handlers",
+            metavar="MODULE_OR_FILE...",
+            help="Modules (pkg.mod) or files (path/x.py) with @handler functions; "
+            "several after one --handlers, or --handlers repeated.",
         ),
     ],
     concurrency: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Handlers running at once.")
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Handlers running at once.")
     ] = 10,
     prefetch: Annotated[
         int | None,
-        typer.Option(min=0, help="Messages held beyond the running ones [default: --concurrency]."),
+        typer.Option(
+            min=0, metavar="N", help="Messages held beyond the running ones (default: as many)."
+        ),
     ] = None,
     shutdown_timeout_s: Annotated[
         float,
@@ -49,11 +71,17 @@ def worker(
         ),
     ] = 30.0,
 ) -> None:
-    """Fetch messages and run the handler named by each message's "handler" field.
+    """Run handlers for the messages of queues.
+
+    Each message goes to the handler its "handler" field names.
 
     SIGTERM or Ctrl-C stops gracefully (running handlers finish, unstarted messages
     go back to the queue); a second one exits at once.
     """
+    from conveyor.exceptions import ConfigurationError
+    from conveyor.worker.handlers import load_handlers
+    from conveyor.worker.runner import WorkerOptions
+
     settings = load_settings()
     _configure_logging(settings)
     try:
@@ -77,6 +105,11 @@ def worker(
 async def _work(
     settings: Settings, refs: list[str], registry: HandlerRegistry, options: WorkerOptions
 ) -> Worker:
+    from conveyor.queues.model import QueueType
+    from conveyor.queues.pool import broker_factory
+    from conveyor.worker.runner import Worker
+    from conveyor.worker.signals import graceful_stop
+
     # The outbox relay runs in `serve` or `relay`, not in workers.
     async with running_platform(settings, relay=False, upkeep=True) as platform:
         queues = [await platform.queues.find(ref) for ref in dict.fromkeys(refs)]

@@ -55,6 +55,8 @@ users = Table(
     Column("is_active", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_login_at", UTCDateTime, nullable=True),
+    #: admin | operator (`conveyor.users.Role`)
+    Column("role", String(16), nullable=False, server_default="admin"),
 )
 
 queues = Table(

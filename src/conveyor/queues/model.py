@@ -72,6 +72,46 @@ class QueueOptions(BaseModel):
             raise ValidationError(summary, details=details) from None
 
 
+_COMMON = frozenset(
+    {
+        "visibility_timeout_s",
+        "max_attempts",
+        "retry_backoff_s",
+        "retry_backoff_max_s",
+        "max_message_bytes",
+        "dead_letter",
+    }
+)
+_KAFKA = frozenset({"consumer_group", "partitions", "session_timeout_s", "sasl_mechanism", "tls"})
+#: The options each type of queue uses; the others are not stored, shown or accepted.
+OWN_OPTIONS: dict[QueueType, frozenset[str]] = {
+    QueueType.EMBEDDED: _COMMON,
+    QueueType.RABBITMQ: _COMMON,
+    QueueType.KAFKA: _COMMON | {"create_if_missing"} | _KAFKA,
+    QueueType.SQS: _COMMON | {"create_if_missing"},
+}
+
+
+def own_options(queue_type: QueueType, options: QueueOptions) -> dict[str, Any]:
+    """The options of this type of queue, as the API shows them."""
+    own = OWN_OPTIONS[queue_type]
+    return {k: v for k, v in options.model_dump().items() if k in own}
+
+
+def foreign_options(
+    queue_type: QueueType, options: QueueOptions, given: set[str]
+) -> list[tuple[str, str]]:
+    """Problems with options given for another type of queue. A foreign option at its
+    default passes (forms send every option), and is then not kept."""
+    problems = []
+    for name in sorted(given - OWN_OPTIONS[queue_type]):
+        field = QueueOptions.model_fields.get(name)
+        if field is not None and getattr(options, name) != field.default:
+            users = [t.value for t, own in OWN_OPTIONS.items() if name in own]
+            problems.append((f"options.{name}", f"applies to {' and '.join(users)} queues only"))
+    return problems
+
+
 @dataclass(frozen=True)
 class Queue:
     id: str

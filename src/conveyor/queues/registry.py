@@ -25,6 +25,8 @@ from conveyor.queues.model import (
     QueueType,
     check_name,
     check_url,
+    foreign_options,
+    own_options,
 )
 
 #: The fields a client may set; everything else is managed by Conveyor.
@@ -57,7 +59,7 @@ class QueueRegistry:
         unknown = set(spec) - set(EDITABLE)
         if unknown:
             raise _problems([(f, "unknown field") for f in sorted(unknown)])
-        values = self._validated({"type": None, **spec}, creating=True)
+        values = self._validated({"type": None, **spec}, given_options=_keys(spec))
         await self._refuse_private(values)
         now = utcnow()
         values |= {"id": secrets.token_hex(10), "created_at": now, "updated_at": now}
@@ -74,6 +76,7 @@ class QueueRegistry:
         if unknown:
             raise _problems([(f, "unknown field") for f in sorted(unknown)])
         current = await self.get(queue_id)
+        given = _keys(changes)
         merged: dict[str, Any] = {
             "name": current.name,
             "type": current.type.value,
@@ -87,7 +90,7 @@ class QueueRegistry:
             # Options merge key by key; null removes one (back to its default).
             options = {**merged["options"], **changes["options"]}
             changes = {**changes, "options": {k: v for k, v in options.items() if v is not None}}
-        values = self._validated({**merged, **changes}, creating=False)
+        values = self._validated({**merged, **changes}, given_options=given)
         await self._refuse_private(values)
         values["updated_at"] = utcnow()
         try:
@@ -102,12 +105,16 @@ class QueueRegistry:
         queue = await self.get(queue_id)
         async with self._db.write() as conn:
             if not force:
-                held = select(func.count()).where(messages.c.queue_id == queue_id)
+                # Messages waiting or being handled; dead letters go with the queue.
+                held = select(func.count()).where(
+                    messages.c.queue_id == queue_id, messages.c.state != "dead"
+                )
                 count = (await conn.execute(held)).scalar_one()
                 if count:
                     raise Conflict(
-                        f"queue {queue.name!r} still holds {count} message(s); "
-                        "drain it first or delete with force=true"
+                        f"queue {queue.name!r} still holds {count} message(s) waiting or "
+                        "being handled; let its workers drain it, or force the deletion "
+                        "(API: ?force=true, CLI: --force)"
                     )
             await conn.execute(delete(queues).where(queues.c.id == queue_id))
         self._forget()
@@ -176,7 +183,7 @@ class QueueRegistry:
     def _forget(self) -> None:
         self._cache.clear()
 
-    def _validated(self, spec: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+    def _validated(self, spec: Mapping[str, Any], *, given_options: set[str]) -> dict[str, Any]:
         """Column values for `spec`, or one ValidationError listing every problem."""
         problems: list[tuple[str, str]] = []
         values: dict[str, Any] = {}
@@ -214,7 +221,10 @@ class QueueRegistry:
         values["username"] = username
         values["description"] = _text(spec, "description", 10_000, problems)
         options = attempt("options", lambda: QueueOptions.parse(spec.get("options") or {}))
-        values["options"] = options.model_dump() if options else None
+        values["options"] = None
+        if options is not None and queue_type is not None:
+            problems.extend(foreign_options(queue_type, options, given_options))
+            values["options"] = own_options(queue_type, options)
         if problems:
             raise _problems(problems)
         if password:
@@ -222,6 +232,12 @@ class QueueRegistry:
         elif "password" in spec:  # an explicit null clears it; absent leaves it alone
             values["password_encrypted"] = None
         return values
+
+
+def _keys(spec: Mapping[str, Any]) -> set[str]:
+    """The option names a client gave."""
+    options = spec.get("options")
+    return set(options) if isinstance(options, dict) else set()
 
 
 def _queue_type(value: Any) -> QueueType:

@@ -74,6 +74,30 @@ def _unique_field(table: TableDef, constraint: str | None, message: str) -> str 
     return match.group(1) if match and match.group(1) in table.field_map else None
 
 
+async def taken(
+    conn: AsyncConnection,
+    table: TableDef,
+    checked: Checked,
+    *,
+    record_id: int | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """A problem for each unique value of `checked` that another record holds: a write
+    refused for other reasons names these too, so that a form shows every error at once."""
+    problems = []
+    for field in table.fields:
+        value = checked.values.get(field.name)
+        if not field.unique or value is None or field.name in skip:
+            continue
+        column = table.sql.c[field.name]
+        query = sa.select(table.sql.c.id).where(column == value).limit(1)
+        if record_id is not None:
+            query = query.where(table.sql.c.id != record_id)
+        if (await conn.execute(query)).first() is not None:
+            problems.append(unique_error(field.name))
+    return problems
+
+
 async def check_unique(
     conn: AsyncConnection, table: TableDef, checked: Sequence[tuple[int | None, Checked]]
 ) -> None:

@@ -28,7 +28,7 @@ from conveyor.storage.creates import Creates
 from conveyor.storage.model import TableDef
 from conveyor.storage.page_spec import FixedFilter
 from conveyor.storage.query import fixed_filters, parse
-from conveyor.storage.validate import Checked, check, check_or_raise, invalid, references
+from conveyor.storage.validate import Checked, check, invalid, references
 
 MAX_BULK = 1000
 #: Reads retried while a definition change lands under them (see `Records._read`).
@@ -105,7 +105,7 @@ class Records:
                 if record is not None:
                     return record
         async with self._writing(table_name, conn) as (conn, table):
-            checked = await check_or_raise(table, data)
+            checked = await self._checked(conn, table, data)
             await self._check_references(conn, table, [(None, checked)])
             statement = sa.insert(table.sql).values(_stamped(checked.values))
             with integrity.translated(table):
@@ -114,6 +114,28 @@ class Records:
             record = serialize(table, row)
             await self.on_write(conn, table, "create", record, None)
             return record
+
+    async def _checked(
+        self,
+        conn: AsyncConnection,
+        table: TableDef,
+        data: object,
+        old: Mapping[str, Any] | None = None,
+        record_id: int | None = None,
+    ) -> Checked:
+        """The checked write, or a 422 listing every problem: unique values taken by
+        other records too, when there are other problems (otherwise the unique index
+        alone decides, with a 409)."""
+        checked, problems = await check(table, data, old)
+        if problems:
+            if checked is not None:
+                bad = {p["field"] for p in problems}
+                problems += await integrity.taken(
+                    conn, table, checked, record_id=record_id, skip=bad
+                )
+            raise invalid(problems)
+        assert checked is not None
+        return checked
 
     def _batchable(self, table: TableDef, checked: Checked) -> bool:
         """PostgreSQL fails a whole batch on a broken constraint: a reference, which may
@@ -180,7 +202,7 @@ class Records:
     ) -> Record:
         async with self._writing(table_name, conn) as (conn, table):
             old = await self._row(conn, table, record_id, lock=True)
-            checked = await check_or_raise(table, data, old)
+            checked = await self._checked(conn, table, data, old, record_id)
             await self._check_references(conn, table, [(None, checked)])
             previous = serialize(table, old)
             if not checked.values:

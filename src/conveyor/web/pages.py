@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse
 
+from conveyor.exceptions import Forbidden
 from conveyor.platform import Platform
 from conveyor.web.auth import check_csrf, current_session
 from conveyor.web.forms import Form, read_form
@@ -15,6 +16,17 @@ from conveyor.web.sessions import Session
 
 #: Signed-in pages declare `session: SignedIn`; without a session they redirect to login.
 SignedIn = Annotated[Session, Depends(current_session)]
+
+
+async def admin_session(session: SignedIn) -> Session:
+    """The session of an admin; an operator gets a 403 page."""
+    if not session.user.is_admin:
+        raise Forbidden("only admins manage API keys and users; ask an admin")
+    return session
+
+
+#: Pages for admins only (API keys, users) declare `session: AdminOnly`.
+AdminOnly = Annotated[Session, Depends(admin_session)]
 
 #: Header sent by `app.js` when it wants a fragment instead of a whole page.
 PARTIAL_HEADER = "x-partial"
@@ -26,6 +38,8 @@ class NavItem:
     path: str
     #: One line for the dashboard's list of areas.
     description: str = ""
+    #: Shown to admins only (operators get a 403 there).
+    admin_only: bool = False
 
 
 def platform_of(request: Request) -> Platform:

@@ -19,7 +19,8 @@ from conveyor.storage.values import INTEGER_RE
 from conveyor.web.forms import Form
 
 PREFIX = "v."
-#: Text fields that may hold more than this get a textarea.
+#: Text fields that ask for more than this (their `max`) get a textarea; the others, a
+#: single line.
 LONG_TEXT = 255
 Problem = dict[str, Any]
 
@@ -59,7 +60,7 @@ def widget(f: Field) -> Widget:
         return Widget(f, "select", hint=hint)
     if f.type is FieldType.JSON:
         return Widget(f, "textarea", hint=hint or "A JSON value: an object, a list, text…")
-    if f.type is FieldType.TEXT and (f.max is None or int(f.max) > LONG_TEXT):
+    if f.type is FieldType.TEXT and f.max is not None and int(f.max) > LONG_TEXT:
         return Widget(f, "textarea", hint=hint)
     if f.type is FieldType.REFERENCE:
         # Text, not a number box: the picker searches what is typed (a name or an id).

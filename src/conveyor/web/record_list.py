@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
-from conveyor.storage.fields import Field
+from conveyor.storage.fields import Field, FieldType
 from conveyor.storage.model import TableDef
 from conveyor.storage.query import operators
 
@@ -154,7 +154,12 @@ def read(params: Iterable[tuple[str, str]]) -> Listing:
 
 
 def columns(table: TableDef) -> list[Field]:
-    return list(table.fields[:COLUMNS])
+    """The first fields, in order, up to `COLUMNS`, every reference field among them
+    (it names a related record, which a list reader needs)."""
+    references = [f for f in table.fields if f.type is FieldType.REFERENCE]
+    room = max(COLUMNS - len(references), 0)
+    others = [f for f in table.fields if f.type is not FieldType.REFERENCE][:room]
+    return [f for f in table.fields if f in references or f in others]
 
 
 def filter_ops(f: Field) -> list[tuple[str, str]]:

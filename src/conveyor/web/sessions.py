@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, delete, insert, or_, select, update
 from conveyor.db import Database
 from conveyor.db.tables import sessions, users
 from conveyor.db.types import utcnow
-from conveyor.users import User
+from conveyor.users import Role, User
 
 #: `last_seen_at` is written at most this often per session (not on every page view).
 TOUCH_INTERVAL = timedelta(seconds=60)
@@ -75,6 +75,7 @@ class SessionStore:
                 users.c.is_active,
                 users.c.created_at.label("user_created_at"),
                 users.c.last_login_at,
+                users.c.role,
             )
             .join(users, users.c.id == sessions.c.user_id)
             .where(sessions.c.id_sha256 == digest)
@@ -92,7 +93,14 @@ class SessionStore:
                 await conn.execute(
                     update(sessions).where(sessions.c.id_sha256 == digest).values(last_seen_at=now)
                 )
-        user = User(row.id, row.username, row.is_active, row.user_created_at, row.last_login_at)
+        user = User(
+            row.id,
+            row.username,
+            row.is_active,
+            row.user_created_at,
+            row.last_login_at,
+            Role(row.role),
+        )
         return Session(digest, user, row.csrf_token, row.created_at, now)
 
     async def delete(self, session_id: str) -> None:

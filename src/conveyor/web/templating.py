@@ -119,7 +119,11 @@ def render(
         "path": request.url.path,
         "user": session.user if session else None,
         "csrf_token": session.csrf_token if session else "",
-        "nav": request.app.state.nav,
+        "nav": [
+            item
+            for item in request.app.state.nav
+            if not item.admin_only or (session is not None and session.user.is_admin)
+        ],
         "notice": None,
         **(context or {}),
     }

@@ -35,6 +35,11 @@ CANCEL_GRACE_S = 5.0
 class Poison(Exception):
     """The delivery cannot be dispatched; the message is the dead-letter reason."""
 
+    def __init__(self, reason: str, *, handler: str | None = None) -> None:
+        super().__init__(reason)
+        #: The handler the message asked for, when it named one this worker lacks.
+        self.handler = handler
+
 
 def decode(body: bytes, registry: HandlerRegistry) -> tuple[HandlerSpec, dict[str, Any]]:
     try:
@@ -49,7 +54,9 @@ def decode(body: bytes, registry: HandlerRegistry) -> tuple[HandlerSpec, dict[st
     spec = registry.get(name)
     if spec is None:
         known = ", ".join(registry.names()) or "none"
-        raise Poison(f"no handler named {name[:200]!r} in this worker (it has: {known})")
+        raise Poison(
+            f"no handler named {name[:200]!r} in this worker (it has: {known})", handler=name[:200]
+        )
     return spec, payload
 
 
@@ -102,12 +109,13 @@ class Dispatcher:
         self.backoff = backoff
 
     async def verdict(self, held: Held) -> tuple[str | None, Verdict]:
-        """The handler's name (None for poison) and what to do with the message."""
+        """The handler's name (for poison: the one asked for, if any) and what to do with
+        the message."""
         delivery = held.delivery
         try:
             spec, payload = decode(delivery.body, self.registry)
         except Poison as poison:
-            return None, Verdict(Action.DEAD, error=str(poison), failed=True)
+            return poison.handler, Verdict(Action.DEAD, error=str(poison), failed=True)
         runtime = Runtime(max_attempts=held.queue.options.max_attempts, worker_id=self.worker_id)
         message = Message(
             id=delivery.id,

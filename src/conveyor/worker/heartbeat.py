@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -137,8 +139,14 @@ def _counts(counters: Counters) -> dict[str, int]:
     }
 
 
+#: Changed counts are written within this long, not a whole heartbeat later; an idle
+#: worker still writes only once per heartbeat.
+PROMPT_S = 1.0
+
+
 class Heartbeat:
-    """Registers a worker, then beats every `info.heartbeat_s` until stopped."""
+    """Registers a worker, then beats every `info.heartbeat_s` until stopped, and
+    within `PROMPT_S` of a change to its counts."""
 
     def __init__(self, directory: WorkerDirectory, info: WorkerInfo, counters: Counters) -> None:
         self.directory = directory
@@ -147,16 +155,23 @@ class Heartbeat:
         self._registered = False
 
     async def run(self) -> None:
+        written: dict[str, int] | None = None
+        last_beat = -math.inf
         while True:
-            try:
-                if self._registered:
-                    await self.directory.beat(self.info.id, self.counters)
-                else:
-                    await self.directory.register(self.info)
-                    self._registered = True
-            except Exception as exc:
-                log.warning("heartbeat failed (will retry): %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(self.info.heartbeat_s)
+            counts = _counts(self.counters)
+            due = time.monotonic() - last_beat >= self.info.heartbeat_s
+            if due or counts != written:
+                try:
+                    if self._registered:
+                        await self.directory.beat(self.info.id, self.counters)
+                    else:
+                        await self.directory.register(self.info)
+                        self._registered = True
+                        counts = _counts(Counters())  # what registering wrote
+                    written, last_beat = counts, time.monotonic()
+                except Exception as exc:
+                    log.warning("heartbeat failed (will retry): %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(min(PROMPT_S, self.info.heartbeat_s))
 
     async def stopped(self) -> None:
         if not self._registered:

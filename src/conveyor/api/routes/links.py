@@ -17,6 +17,7 @@ from conveyor.links.model import Link, LinkSpec
 from conveyor.links.outbox import SENT_COUNT_CAP, OutboxRow, Status
 from conveyor.links.replay import MAX_RECORDS, replay
 from conveyor.platform import Platform
+from conveyor.queues.headers import from_epoch_ms
 from conveyor.queues.model import Queue
 
 router = Router(prefix="/api/v1/zstorage", tags=["links"], default_response_class=Json)
@@ -120,9 +121,10 @@ def outbox_json(row: OutboxRow) -> dict[str, Any]:
         "attempts": row.attempts,
         "last_error": row.last_error,
         "backend_id": row.backend_id,
-        "created_at": row.created_at,
-        "next_attempt_at": row.next_attempt_at,
-        "sent_at": row.sent_at,
+        # ISO 8601 in UTC, as every other time in the API (stored as epoch ms).
+        "created_at": from_epoch_ms(row.created_at),
+        "next_attempt_at": from_epoch_ms(row.next_attempt_at),
+        "sent_at": from_epoch_ms(row.sent_at) if row.sent_at is not None else None,
     }
 
 

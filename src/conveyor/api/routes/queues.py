@@ -1,4 +1,6 @@
-"""Queue administration (scope `admin`): registry, stats, check, dead letters."""
+"""Queue administration (scope `admin`): registry, stats, check, dead letters.
+
+Every route takes a queue's id or its name, as publishing does."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conveyor.api.auth import platform_of, require
 from conveyor.api.routing import Router
@@ -16,7 +18,8 @@ from conveyor.keys import ApiKey, Scope
 from conveyor.queues import probes
 from conveyor.queues.base import DeadLetter, QueueBackend
 from conveyor.queues.headers import from_epoch_ms
-from conveyor.queues.model import Queue, QueueType
+from conveyor.queues.model import Queue, QueueType, own_options
+from conveyor.queues.purge import purge_dead_letters
 
 router = Router(prefix="/api/v1/zstorage/queues", tags=["queues"])
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]
@@ -57,7 +60,7 @@ class QueueOut(BaseModel):
     has_password: bool
     region: str | None
     description: str | None
-    options: dict[str, Any]
+    options: dict[str, Any] = Field(description="The options of the queue's type.")
     created_at: datetime
     updated_at: datetime
 
@@ -72,7 +75,7 @@ class QueueOut(BaseModel):
             has_password=queue.has_password,
             region=queue.region,
             description=queue.description,
-            options=queue.options.model_dump(),
+            options=own_options(queue.type, queue.options),
             created_at=queue.created_at,
             updated_at=queue.updated_at,
         )
@@ -130,7 +133,22 @@ class DeadLetterList(BaseModel):
 class Selection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[str] | None = Field(default=None, description="Dead-letter ids; omit for all.")
+    ids: list[str] | None = Field(
+        default=None, description="Dead-letter ids; omit (or send no body) for all."
+    )
+
+
+class DeleteSelection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] | None = Field(default=None, description="Dead-letter ids.")
+    all: bool = Field(default=False, description="Delete every dead letter (instead of ids).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DeleteSelection:
+        if (self.ids is None) == (not self.all):
+            raise ValueError('give "ids", or "all": true')
+        return self
 
 
 class Moved(BaseModel):
@@ -142,9 +160,9 @@ def _from_ms(ms: int) -> datetime:
     return from_epoch_ms(ms)
 
 
-async def _backend(request: Request, queue_id: str) -> tuple[Queue, QueueBackend]:
+async def _backend(request: Request, queue_ref: str) -> tuple[Queue, QueueBackend]:
     platform = platform_of(request)
-    queue = await platform.queues.get(queue_id)
+    queue = await platform.queues.find(queue_ref)
     return queue, await platform.backends.get(queue)
 
 
@@ -163,12 +181,13 @@ async def create_queue(request: Request, body: QueueIn, _: Admin) -> QueueOut:
 
 @router.get("/{queue_id}", response_model=QueueOut, summary="A queue")
 async def get_queue(request: Request, queue_id: str, _: Admin) -> QueueOut:
-    return QueueOut.of(await platform_of(request).queues.get(queue_id))
+    return QueueOut.of(await platform_of(request).queues.find(queue_id))
 
 
 @router.patch("/{queue_id}", response_model=QueueOut, summary="Edit a queue")
 async def update_queue(request: Request, queue_id: str, body: QueuePatch, _: Admin) -> QueueOut:
     platform = platform_of(request)
+    queue_id = (await platform.queues.find(queue_id)).id
     queue = await platform.queues.update(queue_id, body.model_dump(exclude_unset=True))
     await platform.backends.discard(queue_id)
     return QueueOut.of(queue)
@@ -182,6 +201,7 @@ async def delete_queue(
     force: Annotated[bool, Query(description="Delete even if messages remain.")] = False,
 ) -> QueueOut:
     platform = platform_of(request)
+    queue_id = (await platform.queues.find(queue_id)).id
     queue = await platform.queues.delete(queue_id, force=force)
     await platform.backends.discard(queue_id)
     return QueueOut.of(queue)
@@ -190,7 +210,7 @@ async def delete_queue(
 @router.get("/{queue_id}/stats", response_model=Stats, summary="Message counts")
 async def queue_stats(request: Request, queue_id: str, _: Admin) -> Stats:
     platform = platform_of(request)
-    counts = await probes.counts(platform.backends, await platform.queues.get(queue_id))
+    counts = await probes.counts(platform.backends, await platform.queues.find(queue_id))
     if counts.stats is None:
         raise BackendError(f"the queue's backend did not answer: {counts.error}")
     stats = counts.stats
@@ -202,7 +222,7 @@ async def queue_stats(request: Request, queue_id: str, _: Admin) -> Stats:
 @router.post("/{queue_id}/check", response_model=Check, summary="Test the connection")
 async def check_queue(request: Request, queue_id: str, _: Admin) -> Check:
     platform = platform_of(request)
-    result = await probes.check(platform.backends, await platform.queues.get(queue_id))
+    result = await probes.check(platform.backends, await platform.queues.find(queue_id))
     return Check(ok=result.ok, error=result.error)
 
 
@@ -222,12 +242,18 @@ async def dead_letters(
 
 
 @router.post("/{queue_id}/dead-letters/redrive", response_model=Moved, summary="Redrive")
-async def redrive(request: Request, queue_id: str, body: Selection, _: Admin) -> Moved:
+async def redrive(
+    request: Request, queue_id: str, _: Admin, body: Selection | None = None
+) -> Moved:
     backend = (await _backend(request, queue_id))[1]
-    return Moved(count=await backend.redrive(body.ids))
+    return Moved(count=await backend.redrive(body.ids if body else None))
 
 
-@router.post("/{queue_id}/dead-letters/delete", response_model=Moved, summary="Delete some")
-async def delete_dead_letters(request: Request, queue_id: str, body: Selection, _: Admin) -> Moved:
+@router.post("/{queue_id}/dead-letters/delete", response_model=Moved, summary="Delete some or all")
+async def delete_dead_letters(
+    request: Request, queue_id: str, body: DeleteSelection, _: Admin
+) -> Moved:
     backend = (await _backend(request, queue_id))[1]
+    if body.all:
+        return Moved(count=await purge_dead_letters(backend))
     return Moved(count=await backend.delete_dead_letters(body.ids or []))

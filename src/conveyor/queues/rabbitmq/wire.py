@@ -68,6 +68,8 @@ def outgoing(message: OutgoingMessage) -> Properties:
         delivery_mode=PERSISTENT,
         headers=headers,
         message_id=message.id,
+        # AMQP's own publish time (whole seconds), for tools that read it.
+        timestamp=parse.from_epoch_ms(message.published_at_ms),
     )
 
 
@@ -159,6 +161,7 @@ def copy(
         message_id=stamp.id,
         message_type=message.type,
         app_id=message.app_id,
+        timestamp=message.timestamp or parse.from_epoch_ms(stamp.published_at_ms),
     )
     return fit(properties, frame_max, message_id=stamp.id)
 

@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse, Response
 from conveyor.exceptions import ValidationError
 from conveyor.keys import Scope
 from conveyor.web.forms import FieldErrors, Form, lines
-from conveyor.web.pages import NavItem, SignedIn, platform_of, posted, see_other
+from conveyor.web.pages import AdminOnly, NavItem, platform_of, posted, see_other
 from conveyor.web.templating import render
 
 router = APIRouter()
@@ -18,6 +18,7 @@ NAV = NavItem(
     "API keys",
     "/admin/keys",
     "Create keys for services, see when they were last used, revoke them.",
+    admin_only=True,
 )
 FIELDS = ("name", "scopes", "queues")
 NOTICES = {"revoked": "API key revoked: it stops working within seconds everywhere."}
@@ -43,7 +44,7 @@ async def _page(
 
 
 @router.get("/keys", response_class=HTMLResponse)
-async def list_keys(request: Request, session: SignedIn) -> HTMLResponse:
+async def list_keys(request: Request, session: AdminOnly) -> HTMLResponse:
     return await _page(request)
 
 
@@ -56,7 +57,7 @@ def _values(form: Form) -> dict[str, Any]:
 
 
 @router.post("/keys", response_class=HTMLResponse)
-async def create_key(request: Request, session: SignedIn) -> HTMLResponse:
+async def create_key(request: Request, session: AdminOnly) -> HTMLResponse:
     form = await posted(request, session)
     queues = lines(form.get("queues")) or None
     # The store stops at the first problem; the form shows every missing field at once.
@@ -78,7 +79,7 @@ async def create_key(request: Request, session: SignedIn) -> HTMLResponse:
 
 
 @router.post("/keys/{keyid}/revoke")
-async def revoke_key(request: Request, keyid: str, session: SignedIn) -> Response:
+async def revoke_key(request: Request, keyid: str, session: AdminOnly) -> Response:
     await posted(request, session)
     await platform_of(request).keys.revoke(keyid)
     return see_other("/admin/keys?notice=revoked")

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
+from conveyor.db.types import utcnow
 from conveyor.exceptions import (
     BackendError,
     BadRequest,
@@ -22,6 +23,7 @@ from conveyor.web import queue_form
 from conveyor.web.forms import FieldErrors
 from conveyor.web.pages import NavItem, SignedIn, platform_of, posted, see_other, wants_partial
 from conveyor.web.templating import render
+from conveyor.worker.heartbeat import WorkerState
 
 router = APIRouter()
 NAV = NavItem(
@@ -37,7 +39,7 @@ NOTICES = {
     "deleted": "Queue deleted.",
 }
 PUBLISH_TIMEOUT_S = 15.0
-SAMPLE_MESSAGE = '{\n  "handler": "test",\n  "hello": "world"\n}'
+SAMPLE_MESSAGE = '{{\n  "handler": "{handler}",\n  "hello": "world"\n}}'
 
 
 def _type_filter(request: Request) -> QueueType | None:
@@ -112,12 +114,29 @@ async def create_queue(request: Request, session: SignedIn) -> Response:
     return see_other(f"/admin/queues/{queue.id}?notice=created")
 
 
+async def known_handlers(request: Request, queue: Queue) -> list[str]:
+    """The handlers of the running workers of this queue."""
+    now = utcnow()
+    workers = await platform_of(request).workers.list(recent_s=3600)
+    return sorted(
+        {
+            name
+            for w in workers
+            if w.state(now) is WorkerState.RUNNING and queue.name in w.info.queues
+            for name in w.info.handlers
+        }
+    )
+
+
 async def _detail(request: Request, queue: Queue, **extra: Any) -> dict[str, Any]:
+    handlers = await known_handlers(request, queue)
     context: dict[str, Any] = {
         "queue": queue,
         "counts": await probes.counts(platform_of(request).backends, queue),
         "options": queue_form.OPTIONS,
-        "message": SAMPLE_MESSAGE,
+        # A sample a worker of this queue can run: a handler it lacks is dead-lettered.
+        "message": SAMPLE_MESSAGE.format(handler=handlers[0] if handlers else "test"),
+        "handlers": handlers,
         "check": None,
         "published": None,
         "publish_error": None,

@@ -103,18 +103,27 @@ async def pick(request: Request, table: str, session: SignedIn) -> HTMLResponse:
     return render(request, "records/_pick.html", context)
 
 
-def _form_context(
+async def _form_context(
+    request: Request,
     table: TableDef,
     values: dict[str, Any],
     errors: FieldErrors | None = None,
     record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    # Each reference input shows the record it names (its label, linked), not an id alone.
+    ids = {
+        f.name: int(values[f.name])
+        for f in table.fields
+        if f.type is FieldType.REFERENCE and str(values.get(f.name) or "").isdigit()
+    }
+    labels = await reference_labels(platform_of(request), table, [ids]) if ids else {}
     return {
         "table": table,
         "widgets": record_form.widgets(table),
         "values": values,
         "errors": errors or FieldErrors(),
         "record": record,
+        "labels": labels,
     }
 
 
@@ -149,7 +158,8 @@ async def _with_form_problems(
 async def new_record(request: Request, table: str, session: SignedIn) -> HTMLResponse:
     definition = await platform_of(request).storage.tables.get(table)
     values = record_form.values_of_record(definition, None)
-    return render(request, "records/form.html", _form_context(definition, values))
+    context = await _form_context(request, definition, values)
+    return render(request, "records/form.html", context)
 
 
 @router.post("/tables/{table}/records/new", response_class=HTMLResponse)
@@ -168,7 +178,7 @@ async def create_record(request: Request, table: str, session: SignedIn) -> Resp
         else:
             return see_other(f"/admin/tables/{table}/records/{record['id']}?notice=created")
     values = record_form.values_of_form(definition, form)
-    context = _form_context(definition, values, errors)
+    context = await _form_context(request, definition, values, errors)
     return render(request, "records/form.html", context, 422)
 
 
@@ -209,7 +219,8 @@ async def edit_record(
     definition = await storage.tables.get(table)
     record = await storage.records.get(table, record_id)
     values = record_form.values_of_record(definition, record)
-    return render(request, "records/form.html", _form_context(definition, values, None, record))
+    context = await _form_context(request, definition, values, None, record)
+    return render(request, "records/form.html", context)
 
 
 @router.post("/tables/{table}/records/{record_id}/edit", response_class=HTMLResponse)
@@ -233,7 +244,7 @@ async def update_record(
         else:
             return see_other(f"/admin/tables/{table}/records/{record_id}?notice=saved")
     values = record_form.values_of_form(definition, form)
-    context = _form_context(definition, values, errors, record)
+    context = await _form_context(request, definition, values, errors, record)
     return render(request, "records/form.html", context, 422)
 
 
