@@ -10,20 +10,30 @@ in its router, and `/bench/fastapi-route-first` the same again, first.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, Request
 from sqlalchemy import insert
+from starlette.types import ASGIApp
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.db.tables import messages
 from conveyor.platform import Platform
 from conveyor.queues.base import now_ms
+from conveyor.server import create_app
 
 
-def create() -> FastAPI:
+def _fastapi_of(app: Any) -> FastAPI:
+    """The FastAPI app inside the layers that wrap it (the gateway, the express lane)."""
+    while not isinstance(app, FastAPI):
+        app = app.app
+    return app
+
+
+def create() -> ASGIApp:
     platform = Platform(Settings.load())
-    app = create_app(platform, owns_platform=True)
+    served = create_app(platform, owns_platform=True)
+    app = _fastapi_of(served)
 
     @app.post("/bench/minimal-insert/{queue_id}")
     async def minimal_insert(request: Request, queue_id: str) -> dict[str, str]:
@@ -55,7 +65,7 @@ def create() -> FastAPI:
     app.add_api_route("/bench/fastapi-route", fastapi_route)
     app.add_api_route("/bench/fastapi-route-first", fastapi_route)
     app.router.routes.insert(0, app.router.routes.pop())
-    return app
+    return served
 
 
 def create_plain() -> FastAPI:

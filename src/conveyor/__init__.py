@@ -13,9 +13,8 @@ async def send_email(context: Context) -> None:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from conveyor.exceptions import Reject, Retry
+from conveyor.version import __version__
 from conveyor.worker.context import Context, Message, Runtime
 from conveyor.worker.handlers import HandlerRegistry, handler
 

@@ -24,7 +24,7 @@ from conveyor.queues.publisher import Publisher
 from conveyor.queues.registry import QueueRegistry
 from conveyor.storage import Storage
 from conveyor.users import UserStore
-from conveyor.worker.heartbeat import WorkerDirectory
+from conveyor.workers import WorkerDirectory
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import httpx
 from asgi_lifespan import LifespanManager
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.platform import Platform
+from conveyor.server import create_app
 
 
 async def test_health_and_ready(client: httpx.AsyncClient) -> None:

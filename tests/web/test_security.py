@@ -17,7 +17,7 @@ from conveyor.queues.base import OutgoingMessage
 from conveyor.web import sessions as sessions_module
 from conveyor.web import throttle as throttle_module
 from conveyor.web.app import VIEWS
-from conveyor.worker.heartbeat import WorkerInfo
+from conveyor.workers import WorkerInfo
 from tests.conftest import bearer
 from tests.web.helpers import (
     ESCAPED_XSS,

@@ -42,7 +42,7 @@ def serve(
     bind_host, bind_port = host or settings.host, port if port is not None else settings.port
     out.print(f"Conveyor listening on http://{bind_host}:{bind_port}  (API docs: /docs)")
     uvicorn.run(
-        "conveyor.api.app:create_app_from_env",
+        "conveyor.server:create_app_from_env",
         factory=True,
         host=bind_host,
         port=bind_port,

@@ -1,4 +1,4 @@
-"""The back-office ASGI app, mounted under `/admin` by `conveyor.api.create_app`."""
+"""The back-office ASGI app, mounted under `/admin` by `conveyor.server.create_app`."""
 
 from __future__ import annotations
 
