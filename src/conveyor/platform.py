@@ -71,12 +71,13 @@ class Platform:
             RelayOptions(retention_s=settings.outbox_retention_s),
             self.activity,
         )
+        self.outbox.relay_with(self.relay)
         self.link_hook = LinkHook(
             links=self.links,
             queues=self.queues,
             backends=self.backends,
             embedded=self.embedded,
-            relay=self.relay,
+            outbox=self.outbox,
             sync_timeout_s=settings.link_sync_timeout_s,
         )
         self.storage = Storage(self.db)

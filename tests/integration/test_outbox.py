@@ -21,8 +21,8 @@ from conveyor.config import Settings
 from conveyor.db.tables import outbox as outbox_table
 from conveyor.exceptions import BackendError, BadRequest
 from conveyor.links.model import LinkSpec
-from conveyor.links.outbox import OutboxRow, Status
 from conveyor.links.relay import Relay, RelayOptions
+from conveyor.links.rows import Due, OutboxRow, Status
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage, PublishResult
 from conveyor.queues.model import Queue
@@ -277,6 +277,44 @@ async def test_a_batch_publishes_while_the_one_before_is_marked_sent(
 
 
 @pytest.mark.rabbitmq
+async def test_a_claim_waiting_for_a_held_mark_does_not_hold_back_the_next_hand_off(
+    platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim comes due (the poll, or a wake) while a batch's mark is held; the claim
+    waits for that mark, and the next write's message goes out meanwhile. (The claim
+    used to run in the loop that publishes the hand-offs: under load, when the poll came
+    before the next hand-off, nothing more was published until the mark committed.)"""
+    await link(platform, rabbit_queue, events=["create"])
+    relay = platform.relay
+    mark_sent, marked = platform.outbox.mark_sent, relay._marked
+    marking, finish, claim_waits = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def held(relay_id: str, sent: Sequence[tuple[int, str]]) -> None:
+        marking.set()
+        await finish.wait()
+        await mark_sent(relay_id, sent)
+
+    async def noted() -> None:
+        claim_waits.set()
+        await marked()
+
+    monkeypatch.setattr(platform.outbox, "mark_sent", held)
+    monkeypatch.setattr(relay, "_marked", noted)
+    try:
+        await write(platform, "create", {"id": 1})
+        await asyncio.wait_for(marking.wait(), 5)  # record 1 published, its mark held
+        claim_waits.clear()
+        relay.wake()  # a claim is due now, as at the poll
+        await asyncio.wait_for(claim_waits.wait(), 5)  # ... and waits for that mark
+        await write(platform, "create", {"id": 2})
+        (first, second) = await drain_broker(rabbit_queue.name, 2, timeout_s=5)
+        assert [orjson.loads(m.body)["record"]["id"] for m in (first, second)] == [1, 2]
+    finally:
+        finish.set()
+    assert len(await sent_rows(platform, 2)) == 2
+
+
+@pytest.mark.rabbitmq
 async def test_a_failed_mark_leaves_the_rows_to_be_sent_again(
     platform: Platform, rabbit_queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -328,7 +366,7 @@ async def test_a_stopping_relay_gives_back_the_rows_it_was_handed(
     publish_rows = relay._publish_rows
     publishing, resume = asyncio.Event(), asyncio.Event()
 
-    async def held(rows: list[OutboxRow]) -> list[tuple[int, str]]:
+    async def held(rows: list[Due]) -> list[tuple[int, str]]:
         if rows:  # a claim that found nothing publishes no rows
             publishing.set()
             await resume.wait()
@@ -361,7 +399,7 @@ async def test_a_relay_stop_that_times_out_still_gives_back_the_rows_it_was_hand
     publish_rows = relay._publish_rows
     held = asyncio.Event()
 
-    async def slow(rows: list[OutboxRow]) -> list[tuple[int, str]]:
+    async def slow(rows: list[Due]) -> list[tuple[int, str]]:
         if rows and not held.is_set():  # a claim that found nothing publishes no rows
             held.set()
             await asyncio.sleep(30)  # a broker slow to confirm
@@ -398,7 +436,7 @@ async def test_a_batch_waiting_for_the_broker_does_not_hold_back_the_next_ones(
     publish_rows = relay._publish_rows
     first, resume = asyncio.Event(), asyncio.Event()
 
-    async def first_held(rows: list[OutboxRow]) -> list[tuple[int, str]]:
+    async def first_held(rows: list[Due]) -> list[tuple[int, str]]:
         if rows and not first.is_set():  # a claim that found nothing publishes no rows
             first.set()
             await resume.wait()

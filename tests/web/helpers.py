@@ -6,7 +6,8 @@ import re
 
 import httpx
 
-from conveyor.links.outbox import OutboxStore, Status
+from conveyor.links.outbox import OutboxStore
+from conveyor.links.rows import Status
 from conveyor.platform import Platform
 from conveyor.queues.base import new_message_id, now_ms
 from conveyor.server import create_app
