@@ -16,12 +16,14 @@ from conveyor.links.hook import LinkHook
 from conveyor.links.outbox import OutboxStore
 from conveyor.links.registry import LinkRegistry
 from conveyor.links.relay import Relay, RelayOptions
+from conveyor.logins import LoginThrottle
 from conveyor.queues.activity import PublishActivity
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.idempotency import IdempotencyStore
 from conveyor.queues.pool import BackendPool
 from conveyor.queues.publisher import Publisher
 from conveyor.queues.registry import QueueRegistry
+from conveyor.sessions import SessionStore
 from conveyor.storage import Storage
 from conveyor.users import UserStore
 from conveyor.workers import WorkerDirectory
@@ -46,6 +48,13 @@ class Platform:
         self.db = Database.from_settings(settings)
         self.keys = KeyStore(self.db, cache_ttl_s=settings.key_cache_ttl_s)
         self.users = UserStore(self.db)
+        #: The back-office's sessions and its login throttle.
+        self.sessions = SessionStore(
+            self.db,
+            idle_timeout_s=settings.session_idle_timeout_s,
+            max_age_s=settings.session_max_age_s,
+        )
+        self.logins = LoginThrottle(self.db)
         self.queues = QueueRegistry(
             self.db,
             SecretBox(settings.secret_keys),

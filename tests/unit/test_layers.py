@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("worker",),
     ("platform",),
     ("links",),
-    ("storage", "queues", "keys", "users", "workers", "migrations"),
+    ("storage", "queues", "keys", "workers", "sessions", "logins", "migrations"),
+    ("users",),
     ("db",),
     ("config", "crypto", "json_bodies"),
     ("exceptions", "group_commit", "heap", "logs", "version"),
@@ -108,3 +109,41 @@ def test_an_upward_import_is_caught_wherever_it_is_written() -> None:
         "conveyor.web.errors:1 imports conveyor.api.errors",
         "conveyor.worker.runner:1 imports conveyor",
     ]
+
+
+#: The front-ends: they call the stores and services, and build no SQL.
+FRONT_ENDS = ("api", "web", "cli", "server")
+
+
+def sql_in_front_ends(sources: Mapping[str, tuple[bool, str]]) -> list[str]:
+    """Front-end modules that import SQLAlchemy (its URL parser aside) or the tables."""
+    found = []
+    for module, (_, source) in sorted(sources.items()):
+        if _unit(module) not in FRONT_ENDS:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                names = {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module == "sqlalchemy":
+                names = {f"sqlalchemy.{a.name}" for a in node.names} - {"sqlalchemy.make_url"}
+            elif isinstance(node, ast.ImportFrom):
+                names = {node.module or ""}
+            else:
+                continue
+            if any(n.split(".")[0] == "sqlalchemy" or n == "conveyor.db.tables" for n in names):
+                found.append(f"{module}:{node.lineno}")
+    return found
+
+
+def test_the_front_ends_build_no_sql() -> None:
+    assert sql_in_front_ends(_sources()) == []
+
+
+def test_sql_in_a_front_end_is_caught() -> None:
+    sources = {
+        "conveyor.web.sessions": (False, "from sqlalchemy import select, update\n"),
+        "conveyor.api.routes.x": (False, "from conveyor.db.tables import outbox\n"),
+        "conveyor.cli.serve": (False, "from sqlalchemy import make_url\n"),
+        "conveyor.keys": (False, "from sqlalchemy import select\n"),
+    }
+    assert sql_in_front_ends(sources) == ["conveyor.api.routes.x:1", "conveyor.web.sessions:1"]
