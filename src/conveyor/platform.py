@@ -91,6 +91,7 @@ class Platform:
         )
         self.storage = Storage(self.db)
         self.storage.records.hooks.append(self.link_hook)
+        self.storage.tables.drop_hooks.append(self.links.delete_table)
         self.workers = WorkerDirectory(self.db)
         self._tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None

@@ -47,6 +47,7 @@ class BackendPool:
     def __init__(self, registry: QueueRegistry, embedded: EmbeddedStore) -> None:
         self._registry = registry
         self._embedded = embedded
+        registry.on_change(self.discard)
         self._open: dict[str, QueueBackend] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         #: The last failed open per queue: when it ended, and why.

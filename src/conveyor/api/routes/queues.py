@@ -170,7 +170,6 @@ async def get_queue(request: Request, queue_id: str, _: Admin) -> QueueOut:
 async def update_queue(request: Request, queue_id: str, body: QueuePatch, _: Admin) -> QueueOut:
     platform = platform_of(request)
     queue = await platform.queues.update(queue_id, body.model_dump(exclude_unset=True))
-    await platform.backends.discard(queue_id)
     return QueueOut.of(queue)
 
 
@@ -183,7 +182,6 @@ async def delete_queue(
 ) -> QueueOut:
     platform = platform_of(request)
     queue = await platform.queues.delete(queue_id, force=force)
-    await platform.backends.discard(queue_id)
     return QueueOut.of(queue)
 
 

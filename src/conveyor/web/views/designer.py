@@ -125,8 +125,6 @@ async def delete_table(request: Request, table: str, session: SignedIn) -> Respo
     except Conflict as exc:
         message = forced(exc.message, "also delete the records it holds")
         return await design_page(request, table, status=409, error=message)
-    for link in await platform.links.all(table):
-        await platform.links.delete(table, link.queue_id)
     return see_other("/admin/tables?notice=deleted")
 
 

@@ -157,7 +157,6 @@ async def update_queue(request: Request, queue_id: str, session: SignedIn) -> Re
     except (ValidationError, Conflict) as exc:
         values = queue_form.values_of_form(form)
         return _form_page(request, queue, values, _errors_of(exc), status=422)
-    await platform.backends.discard(queue_id)
     return see_other(f"/admin/queues/{queue_id}?notice=saved")
 
 
@@ -171,7 +170,6 @@ async def delete_queue(request: Request, queue_id: str, session: SignedIn) -> Re
     except Conflict as exc:
         context = await _detail(request, queue, delete_error=exc.message)
         return render(request, "queues/detail.html", context, status=409)
-    await platform.backends.discard(queue_id)
     return see_other("/admin/queues?notice=deleted")
 
 
