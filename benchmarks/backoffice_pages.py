@@ -37,7 +37,7 @@ from conveyor.links.model import LinkSpec
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage
 from conveyor.queues.model import Queue
-from conveyor.worker.heartbeat import WorkerInfo
+from conveyor.workers import WorkerInfo
 
 POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -24,10 +24,10 @@ import asyncpg
 import httpx
 import sqlalchemy as sa
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.db.tables import outbox
 from conveyor.platform import Platform
+from conveyor.server import create_app
 
 POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

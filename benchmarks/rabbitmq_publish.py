@@ -26,11 +26,11 @@ import httpx
 import orjson
 import uvloop
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage, QueueBackend
 from conveyor.queues.rabbitmq.topology import Topology
+from conveyor.server import create_app
 
 URL = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 BATCH = 100

@@ -41,13 +41,13 @@ import orjson
 import uvloop
 from aiobotocore.session import get_session
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage
 from conveyor.queues.model import Credentials, Queue, QueueOptions, QueueType
 from conveyor.queues.sqs import SQSBackend
 from conveyor.queues.sqs.codec import encode
+from conveyor.server import create_app
 
 PAYLOAD = {
     "handler": "send_email",

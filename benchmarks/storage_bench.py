@@ -30,9 +30,9 @@ import httpx
 import sqlalchemy as sa
 from yardstick import DEFAULT_MINIMAL, RECORD, Load, conveyor, minimal, need_wrk, wrk
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.platform import Platform
+from conveyor.server import create_app
 
 POSTGRES_URL = os.environ.get(
     "CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -10,9 +10,9 @@ import asyncpg
 import httpx
 import pytest
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.platform import Platform
+from conveyor.server import create_app
 from tests import services
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -23,6 +24,23 @@ class TcpProxy:
         self.forwarding = True
         self.delay_s = 0.0
         self.port = 0
+        self._url = f"tcp://{upstream_host}:{upstream_port}"
+
+    @classmethod
+    def to(cls, url: str, default_port: int) -> TcpProxy:
+        """A proxy to the service a test setting names (`CONVEYOR_TEST_*_URL`)."""
+        parts = urlsplit(url)
+        proxy = cls(parts.hostname or "127.0.0.1", parts.port or default_port)
+        proxy._url = url
+        return proxy
+
+    @property
+    def url(self) -> str:
+        """The URL `to` was given, through this proxy."""
+        parts = urlsplit(self._url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@" if credentials else ""
+        return urlunsplit(parts._replace(netloc=f"{netloc}127.0.0.1:{self.port}"))
 
     async def __aenter__(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-__version__ = "0.1.0"
+from conveyor.version import __version__
 
 if _typing.TYPE_CHECKING:
     from conveyor.exceptions import Reject, Retry

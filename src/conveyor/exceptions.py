@@ -29,8 +29,9 @@ ConveyorError(Exception)
     └── Reject(reason)                               dead-letter now, no more attempts
 ```
 
-Each class's docstring is its default message. `api/errors.py` maps classes to HTTP
-statuses in one table; the CLI maps them to exit codes.
+Each class's docstring is its default message; its `code` and `status` are what it
+means over HTTP (a subclass inherits both unless it says otherwise), applied by the one
+error boundary of the API and the back-office (`conveyor.problems`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ MAX_RETRY_DELAY_S = 12 * 3600.0
 class ConveyorError(Exception):
     """Conveyor failed."""
 
+    #: The error's name in API answers (`{"error": {"code": …}}`).
     code = "error"
+    #: The HTTP status that answers it.
+    status = 500
 
     def __init__(self, message: str | None = None, *, details: Any = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -65,6 +69,7 @@ class BadRequest(ConveyorError, ValueError):
     """The request is malformed."""
 
     code = "bad_request"
+    status = 400
 
 
 class InvalidJson(BadRequest):
@@ -77,30 +82,35 @@ class PayloadTooLarge(BadRequest):
     """The request body is too large."""
 
     code = "payload_too_large"
+    status = 413
 
 
 class UnsupportedMediaType(BadRequest):
     """The request body must be JSON (Content-Type: application/json)."""
 
     code = "unsupported_media_type"
+    status = 415
 
 
 class Unauthenticated(ConveyorError):
     """A valid API key is required: send `Authorization: Bearer <key>`."""
 
     code = "unauthenticated"
+    status = 401
 
 
 class Forbidden(ConveyorError):
     """This API key is not allowed to do that."""
 
     code = "forbidden"
+    status = 403
 
 
 class NotFound(ConveyorError, LookupError):
     """Not found."""
 
     code = "not_found"
+    status = 404
 
 
 class QueueNotFound(NotFound):
@@ -149,12 +159,14 @@ class ValidationError(ConveyorError, ValueError):
     """The input is invalid."""
 
     code = "validation_failed"
+    status = 422
 
 
 class Conflict(ConveyorError):
     """The request conflicts with the current state."""
 
     code = "conflict"
+    status = 409
 
 
 class UniqueViolation(Conflict):
@@ -167,6 +179,7 @@ class BackendError(ConveyorError):
     """The queue backend is unavailable."""
 
     code = "backend_unavailable"
+    status = 503
 
 
 class ConnectionFailed(BackendError):

@@ -16,15 +16,17 @@ from conveyor.links.hook import LinkHook
 from conveyor.links.outbox import OutboxStore
 from conveyor.links.registry import LinkRegistry
 from conveyor.links.relay import Relay, RelayOptions
+from conveyor.logins import LoginThrottle
 from conveyor.queues.activity import PublishActivity
 from conveyor.queues.embedded import EmbeddedStore
 from conveyor.queues.idempotency import IdempotencyStore
 from conveyor.queues.pool import BackendPool
 from conveyor.queues.publisher import Publisher
 from conveyor.queues.registry import QueueRegistry
+from conveyor.sessions import SessionStore
 from conveyor.storage import Storage
 from conveyor.users import UserStore
-from conveyor.worker.heartbeat import WorkerDirectory
+from conveyor.workers import WorkerDirectory
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,13 @@ class Platform:
         self.db = Database.from_settings(settings)
         self.keys = KeyStore(self.db, cache_ttl_s=settings.key_cache_ttl_s)
         self.users = UserStore(self.db)
+        #: The back-office's sessions and its login throttle.
+        self.sessions = SessionStore(
+            self.db,
+            idle_timeout_s=settings.session_idle_timeout_s,
+            max_age_s=settings.session_max_age_s,
+        )
+        self.logins = LoginThrottle(self.db)
         self.queues = QueueRegistry(
             self.db,
             SecretBox(settings.secret_keys),
@@ -71,16 +80,18 @@ class Platform:
             RelayOptions(retention_s=settings.outbox_retention_s),
             self.activity,
         )
+        self.outbox.relay_with(self.relay)
         self.link_hook = LinkHook(
             links=self.links,
             queues=self.queues,
             backends=self.backends,
             embedded=self.embedded,
-            relay=self.relay,
+            outbox=self.outbox,
             sync_timeout_s=settings.link_sync_timeout_s,
         )
         self.storage = Storage(self.db)
         self.storage.records.hooks.append(self.link_hook)
+        self.storage.tables.drop_hooks.append(self.links.delete_table)
         self.workers = WorkerDirectory(self.db)
         self._tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None

@@ -5,9 +5,9 @@ import re
 import httpx
 from asgi_lifespan import LifespanManager
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.platform import Platform
+from conveyor.server import create_app
 
 
 async def test_health_and_ready(client: httpx.AsyncClient) -> None:

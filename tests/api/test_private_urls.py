@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.platform import Platform
 from conveyor.queues.model import QueueType
+from conveyor.server import create_app
 from tests.conftest import bearer
 
 QUEUES = "/api/v1/zstorage/queues"

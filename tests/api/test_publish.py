@@ -9,11 +9,11 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from conveyor.api import create_app
 from conveyor.exceptions import ConnectionFailed
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage, PublishResult
 from conveyor.queues.model import Queue
+from conveyor.server import create_app
 from tests.conftest import bearer
 from tests.responsiveness import health_while
 

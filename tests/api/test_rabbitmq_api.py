@@ -7,7 +7,6 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -173,12 +172,11 @@ async def test_publishing_to_an_unreachable_broker_answers_503(
 async def test_a_cut_connection_gives_503s_then_recovers_and_loses_no_accepted_message(
     client: httpx.AsyncClient, admin: dict[str, str], platform: Platform, names: list[str]
 ) -> None:
-    upstream = urlsplit(rabbitmq.RABBITMQ_URL)
     key = await bearer(platform, "publish")
     accepted: list[str] = []
     statuses: list[int] = []
 
-    async with TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672) as proxy:
+    async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
         queue = await create_queue(client, admin, names, url=f"amqp://127.0.0.1:{proxy.port}/")
         url = f"/api/v1/zstorage/queue/{queue['id']}/publish"
 
@@ -201,7 +199,10 @@ async def test_a_cut_connection_gives_503s_then_recovers_and_loses_no_accepted_m
         for n in range(10):
             assert await publish(n) == 200
         busy = [asyncio.create_task(_keep_publishing(publish)) for _ in range(3)]
-        await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while len(statuses) < 20:  # the publishers are under way
+            assert time.monotonic() < deadline, "the publishers did not get going"
+            await asyncio.sleep(0.01)
 
         # When the connection is cut, publishes answer 503, never 2xx
         proxy.cut()
@@ -277,9 +278,8 @@ async def test_stats_and_dead_letters_through_the_admin_api(
 async def test_concurrent_publishes_to_a_silent_broker_all_fail_within_one_timeout(
     client: httpx.AsyncClient, admin: dict[str, str], platform: Platform, names: list[str]
 ) -> None:
-    upstream = urlsplit(rabbitmq.RABBITMQ_URL)
     key = await bearer(platform, "publish")
-    async with TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672) as proxy:
+    async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
         proxy.stall()  # connections are accepted, then nothing comes back
         queue = await create_queue(client, admin, names, url=f"amqp://127.0.0.1:{proxy.port}/")
         url = f"/api/v1/zstorage/queue/{queue['id']}/publish"

@@ -12,8 +12,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage, new_message_id, now_ms
-from conveyor.worker.heartbeat import WorkerInfo
 from conveyor.worker.outcome import Counters
+from conveyor.workers import WorkerInfo
 from tests.browser.conftest import (
     PASSWORD,
     USERNAME,

@@ -8,7 +8,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from conveyor.platform import Platform
 from conveyor.users import Role
-from conveyor.worker.heartbeat import WorkerInfo
+from conveyor.workers import WorkerInfo
 from tests.browser.conftest import BackOffice, run_async, screenshot, sign_in
 
 pytestmark = pytest.mark.browser

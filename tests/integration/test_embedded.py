@@ -14,7 +14,7 @@ import pytest
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage, QueueBackend
 from conveyor.queues.embedded import LEASE_EXPIRED_ERROR
-from tests.contract.queue_contract import receive
+from tests.contract.queue_contract import eventually, receive
 
 
 async def test_a_stale_holder_cannot_settle_what_it_lost(platform: Platform) -> None:
@@ -44,8 +44,13 @@ async def test_a_message_that_keeps_crashing_its_worker_is_dead_lettered(
     first = await receive(backend, 1)
     second = await receive(backend, 1)
     assert [d.attempt for d in first + second] == [1, 2]
-    await asyncio.sleep(0.3)
-    assert await backend.receive(10) == []
+
+    async def dead() -> bool:
+        # Never a third attempt; once the second lease ends, a claim buries the message.
+        assert await backend.receive(10) == []
+        return (await backend.stats()).dead == 1
+
+    await eventually(dead)
     stats = await backend.stats()
     assert (stats.ready, stats.in_flight, stats.dead) == (0, 0, 1)
     (letter,) = (await backend.dead_letters(limit=10)).items

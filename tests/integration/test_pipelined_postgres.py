@@ -223,9 +223,8 @@ async def test_a_write_cancelled_while_its_begin_is_answered_leaves_no_connectio
     """Cancelled with BEGIN on its way, the connection may be in a transaction the driver
     does not know of: it must not go back to the pool (the next write there would run
     in that transaction and never commit)."""
-    async with postgres_schema() as schema, TcpProxy("127.0.0.1", 5432) as proxy:
-        url = services.POSTGRES_URL.replace(":5432/", f":{proxy.port}/")
-        db = Database(url, schema=schema, pool_size=1)
+    async with postgres_schema() as schema, TcpProxy.to(services.POSTGRES_URL, 5432) as proxy:
+        db = Database(proxy.url, schema=schema, pool_size=1)
         try:
             async with db.write() as conn:
                 await conn.run_sync(metadata.create_all)

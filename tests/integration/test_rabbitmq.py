@@ -7,9 +7,9 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.rabbitmq
 
 Make = Callable[..., Awaitable[RabbitMQBackend]]
 QUICK = Timeouts(connect_s=2, operation_s=1.5, reconnect_interval_s=0.5, heartbeat_s=2)
-UPSTREAM = urlsplit(rabbitmq.RABBITMQ_URL)
 
 
 @pytest.fixture
@@ -127,7 +126,7 @@ async def test_a_batch_no_queue_takes_fails_and_the_channel_goes_on(make: Make) 
 
 
 async def test_a_batch_to_a_silent_broker_fails_within_the_timeout(make: Make) -> None:
-    async with TcpProxy(UPSTREAM.hostname or "127.0.0.1", UPSTREAM.port or 5672) as proxy:
+    async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
         backend = await make(url=f"amqp://127.0.0.1:{proxy.port}/", timeouts=QUICK)
         await backend.publish_batch([message(0)])
         proxy.stall()
@@ -139,18 +138,18 @@ async def test_a_batch_to_a_silent_broker_fails_within_the_timeout(make: Make) -
 
 async def test_a_batch_on_a_channel_closed_under_it_fails_at_once(make: Make) -> None:
     # The broker silent first: else it may confirm the whole batch before the close.
-    async with TcpProxy(UPSTREAM.hostname or "127.0.0.1", UPSTREAM.port or 5672) as proxy:
-        backend = await make(url=f"amqp://127.0.0.1:{proxy.port}/", timeouts=QUICK)
+    # No operation timeout to end it: only the close can, or the deadline below fails.
+    patient = replace(QUICK, operation_s=600)
+    async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
+        backend = await make(url=f"amqp://127.0.0.1:{proxy.port}/", timeouts=patient)
         channel = await underlying_channel(backend)
         proxy.stall()
         publishing = asyncio.create_task(backend.publish_batch([message(n) for n in range(50)]))
         while not channel.confirmations:
             await asyncio.sleep(0)  # until the batch is written and waits for its confirms
         proxy.cut()  # the connection, and the channel with it, closes under the batch
-        started = time.monotonic()
         with pytest.raises(ConnectionFailed):
-            await publishing
-        assert time.monotonic() - started < 1  # not the 1.5 s operation timeout: no hang
+            await asyncio.wait_for(publishing, 30)
 
 
 async def test_a_batch_that_never_went_out_gives_its_delivery_tags_back(make: Make) -> None:
@@ -194,7 +193,7 @@ async def test_a_batch_needs_a_channel_that_raises_on_returns(make: Make) -> Non
 
 
 async def test_a_silent_broker_fails_publishes_within_the_timeout(make: Make) -> None:
-    async with TcpProxy(UPSTREAM.hostname or "127.0.0.1", UPSTREAM.port or 5672) as proxy:
+    async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
         url = f"amqp://127.0.0.1:{proxy.port}/"
         backend = await make(url=url, timeouts=QUICK)
         await backend.publish(message())
@@ -379,7 +378,7 @@ async def test_dead_letters_page_delete_and_redrive_by_id(make: Make) -> None:
 
 
 async def test_a_receiver_survives_a_cut_connection(make: Make) -> None:
-    async with TcpProxy(UPSTREAM.hostname or "127.0.0.1", UPSTREAM.port or 5672) as proxy:
+    async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
         backend = await make(url=f"amqp://127.0.0.1:{proxy.port}/", timeouts=QUICK)
         direct = await make(backend.queue.name)
         sent = [message(n) for n in range(5)]

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from conveyor.links.model import LinkSpec
-from conveyor.links.outbox import OutboxRow, Status
+from conveyor.links.rows import OutboxRow, Status
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
 from tests import sqs_support

@@ -12,7 +12,7 @@ import aiosqlite
 import pytest
 
 from conveyor.links.model import LinkSpec
-from conveyor.links.outbox import Status
+from conveyor.links.rows import Status
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
 from conveyor.storage.creates import WRITER_NAME

@@ -6,10 +6,11 @@ import re
 
 import httpx
 
-from conveyor.api import create_app
-from conveyor.links.outbox import OutboxStore, Status
+from conveyor.links.outbox import OutboxStore
+from conveyor.links.rows import Status
 from conveyor.platform import Platform
 from conveyor.queues.base import new_message_id, now_ms
+from conveyor.server import create_app
 
 PASSWORD = "correct horse battery"
 XSS = "<script>alert(1)</script>"

@@ -9,7 +9,7 @@ import re
 import httpx
 
 from conveyor.platform import Platform
-from conveyor.worker.heartbeat import WorkerInfo
+from conveyor.workers import WorkerInfo
 from tests.web.helpers import csrf_of
 
 PEOPLE = {

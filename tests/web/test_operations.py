@@ -8,14 +8,14 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from conveyor import workers as worker_store
 from conveyor.db.types import utcnow
 from conveyor.links.model import LinkSpec
 from conveyor.platform import Platform
 from conveyor.web.views import home
 from conveyor.web.views import workers as workers_view
-from conveyor.worker import heartbeat
-from conveyor.worker.heartbeat import WorkerInfo
 from conveyor.worker.outcome import Counters
+from conveyor.workers import WorkerInfo
 from tests.web.helpers import outbox_row, signed_in_token
 
 
@@ -32,7 +32,7 @@ class Clock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = utcnow()
-        for module in (heartbeat, workers_view, home):
+        for module in (worker_store, workers_view, home):
             monkeypatch.setattr(module, "utcnow", lambda: self.now)
 
     def advance(self, seconds: float) -> None:

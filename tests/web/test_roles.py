@@ -7,8 +7,8 @@ import pytest
 
 from conveyor.exceptions import Conflict
 from conveyor.platform import Platform
+from conveyor.sessions import SessionStore
 from conveyor.users import Role
-from conveyor.web.sessions import SessionStore
 from tests.web.helpers import PASSWORD, csrf_of, login, web_client
 
 

@@ -10,14 +10,14 @@ import orjson
 import pytest
 from fastapi.routing import APIRoute
 
+from conveyor import logins as throttle_module
+from conveyor import sessions as sessions_module
 from conveyor.db.types import utcnow
 from conveyor.links.model import LinkSpec
 from conveyor.platform import Platform
 from conveyor.queues.base import OutgoingMessage
-from conveyor.web import sessions as sessions_module
-from conveyor.web import throttle as throttle_module
 from conveyor.web.app import VIEWS
-from conveyor.worker.heartbeat import WorkerInfo
+from conveyor.workers import WorkerInfo
 from tests.conftest import bearer
 from tests.web.helpers import (
     ESCAPED_XSS,

@@ -86,8 +86,7 @@ async def outage(request: pytest.FixtureRequest, platform: Platform) -> AsyncIte
                 up=lambda: asyncio.to_thread(rabbitmqctl, "start_app"),
             )
         else:
-            upstream = urlsplit(rabbitmq.RABBITMQ_URL)
-            async with TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672) as proxy:
+            async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
 
                 async def cut() -> None:
                     proxy.cut()

@@ -26,7 +26,7 @@ import pytest
 
 from conveyor.platform import Platform
 from conveyor.queues.model import Queue
-from conveyor.worker.heartbeat import WorkerState
+from conveyor.workers import WorkerState
 from tests.cli.helpers import cli_env, conveyor
 from tests.conftest import DatabaseTarget, bearer
 from tests.worker.conftest import NewQueue

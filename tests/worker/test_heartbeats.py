@@ -13,8 +13,8 @@ from conveyor import Context, handler
 from conveyor.db.types import utcnow
 from conveyor.platform import Platform
 from conveyor.worker.handlers import HandlerRegistry
-from conveyor.worker.heartbeat import WorkerInfo, WorkerState
 from conveyor.worker.outcome import Counters
+from conveyor.workers import WorkerInfo, WorkerState
 from tests.conftest import bearer
 from tests.worker.conftest import NewQueue
 from tests.worker.helpers import drained, eventually, running

@@ -128,7 +128,7 @@ async def test_acks_lost_with_a_half_open_connection_are_logged_as_such(
     platform: Platform, worker_queue: NewQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     rabbitmq.require()
-    async with TcpProxy("127.0.0.1", 5672) as proxy:
+    async with TcpProxy.to(rabbitmq.RABBITMQ_URL, 5672) as proxy:
         # Given a worker whose connection to RabbitMQ goes through a proxy
         queue = await worker_queue()
         proxied = f"amqp://127.0.0.1:{proxy.port}/?heartbeat=30"

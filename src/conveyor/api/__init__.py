@@ -1,7 +1,7 @@
-"""The HTTP API."""
+"""The HTTP API: `create_api(platform)`; `conveyor.server` serves it with the back-office."""
 
 from __future__ import annotations
 
-from conveyor.api.app import create_app
+from conveyor.api.app import create_api
 
-__all__ = ["create_app"]
+__all__ = ["create_api"]

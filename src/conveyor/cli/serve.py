@@ -46,7 +46,7 @@ def serve(
             style="yellow",
         )
     uvicorn.run(
-        "conveyor.api.app:create_app_from_env",
+        "conveyor.server:create_app_from_env",
         factory=True,
         host=bind_host,
         port=bind_port,

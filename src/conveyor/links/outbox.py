@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from sqlalchemy import (
-    Row,
     and_,
     bindparam,
     case,
@@ -32,9 +30,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from conveyor.db import Database, pipelined
+from conveyor.db import Database, after_commit, pipelined
+from conveyor.db.sqlite_driver import Pipelined
 from conveyor.db.tables import messages, outbox
-from conveyor.exceptions import BadRequest, NotFound
+from conveyor.exceptions import BadRequest
+from conveyor.links.rows import Due, Entry, OutboxRow, OutboxRowNotFound, Status
 from conveyor.queues.base import now_ms
 
 # One object each, so that the compiled forms are reused (see `conveyor.db.pipelined`).
@@ -44,15 +44,6 @@ _INSERT_MESSAGE = insert(messages)
 
 #: Sent rows are counted up to this many (see `OutboxStore.counts`).
 SENT_COUNT_CAP = 10_000
-
-
-class Status(StrEnum):
-    #: Waiting for a relay (or for its next attempt after a failure).
-    PENDING = "pending"
-    #: Accepted by the queue's backend.
-    SENT = "sent"
-    #: Given up on; an operator can retry it.
-    FAILED = "failed"
 
 
 _MARK_SENT = (
@@ -68,123 +59,70 @@ _MARK_SENT = (
 )
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    queue_id: str
-    table_name: str
-    record_id: str | None
-    event: str
-    message_id: str
-    ordering_key: str
-    payload: str
-    status: Status
-    attempts: int
-    next_attempt_at: int
-    last_error: str | None
-    backend_id: str | None
-    created_at: int
-    sent_at: int | None
+class Relaying(Protocol):
+    """This process's relay, as the writes into the outbox see it."""
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> OutboxRow:
-        return cls(
-            id=row.id,
-            queue_id=row.queue_id,
-            table_name=row.table_name,
-            record_id=row.record_id,
-            event=row.event,
-            message_id=row.message_id,
-            ordering_key=row.ordering_key,
-            payload=row.payload,
-            status=Status(row.status),
-            attempts=row.attempts,
-            next_attempt_at=row.next_attempt_at,
-            last_error=row.last_error,
-            backend_id=row.backend_id,
-            created_at=row.created_at,
-            sent_at=row.sent_at,
-        )
+    id: str
 
-
-class OutboxRowNotFound(NotFound):
-    """Outbox row not found."""
-
-    code = "outbox_row_not_found"
+    def lease_for_handoff(self, queue_id: str) -> int | None: ...
+    def hand_off(self, due: list[Due]) -> None: ...
+    def wake(self) -> None: ...
 
 
 class OutboxStore:
     def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.clock = clock
+        #: This process's relay (`relay_with`): rows written here go straight to it.
+        self._relay: Relaying | None = None
+
+    def relay_with(self, relay: Relaying) -> None:
+        """Hand the rows this process writes to `relay` after their commit."""
+        self._relay = relay
+
+    async def enqueue(self, conn: AsyncConnection, entries: Sequence[Entry]) -> None:
+        """The one way into the outbox: the entries' rows, in the caller's transaction
+        (pipelined: on SQLite they go to the database with its COMMIT). Once it commits,
+        the messages this process's relay could take are handed to it as they are (their
+        rows leased to it in the write, which saves it a claim); the relay is woken for
+        the others, which wait for a claim."""
+        now = self.clock()
+        sent: list[dict[str, Any]] = []
+        pending: list[Entry] = []
+        for entry in entries:
+            if entry.queue_row is not None:
+                await _add_with_message(conn, entry.queue_row, entry.values(now))
+            elif entry.sent:
+                sent.append(entry.values(now))
+            else:
+                pending.append(entry)
+        await self.add(conn, sent)
+        if pending:
+            await self._leave_for_relay(conn, pending, now)
+
+    async def _leave_for_relay(self, conn: AsyncConnection, entries: list[Entry], now: int) -> None:
+        relay = self._relay
+        leased: list[tuple[Entry, Pipelined]] = []
+        for entry in entries:
+            values = entry.values(now)
+            lease = None
+            if relay is not None and not entry.delay_ms:
+                lease = relay.lease_for_handoff(entry.queue_id)
+            if relay is None or lease is None:
+                await self.add(conn, [values])
+                continue
+            params = {**values, "lease_relay": relay.id, "lease_until": lease}
+            leased.append((entry, await pipelined(conn, _insert_leased(tuple(values)), params)))
+        if relay is not None:
+            after_commit(conn, partial(_hand_over, relay, leased, len(entries)))
 
     @staticmethod
     async def add(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows in the caller's transaction (the record write's), pipelined: on
-        SQLite they go to the database with its COMMIT."""
+        """Insert rows as they are in the caller's transaction, pipelined (on SQLite
+        they go to the database with its COMMIT): `enqueue`'s last step, and the way a
+        test plants rows in a given state."""
         if rows:
             await pipelined(conn, _INSERT, list(rows))
-
-    @staticmethod
-    async def add_with_message(
-        conn: AsyncConnection, message: dict[str, Any], row: dict[str, Any]
-    ) -> None:
-        """Insert an embedded queue's message row and its `sent` outbox row, whose
-        backend id is the message row's id, in the caller's transaction. PostgreSQL: one
-        statement, a data-modifying CTE (one round trip instead of two). SQLite: two
-        pipelined statements, the second reading the id with `last_insert_rowid()`;
-        they go to the database with the COMMIT."""
-        if conn.dialect.name == "postgresql":
-            statement = _insert_with_message(tuple(message), tuple(row))
-            params = {f"m_{k}": v for k, v in message.items()} | {
-                f"o_{k}": v for k, v in row.items()
-            }
-            await pipelined(conn, statement, params)
-            return
-        await pipelined(conn, _INSERT_MESSAGE, message)
-        await pipelined(conn, _insert_after_message(tuple(row)), row)
-
-    @staticmethod
-    async def add_claimed(
-        conn: AsyncConnection, row: dict[str, Any], *, relay_id: str, claimed_until: int
-    ) -> Callable[[], OutboxRow | None]:
-        """Insert a pending row in the caller's transaction, already leased to `relay_id`
-        unless an earlier pending row has its ordering key (that one goes first, and this
-        one waits for an ordinary claim). The writing process hands a leased row straight
-        to its relay after the commit, which saves the relay a claim.
-
-        Pipelined (on SQLite it goes to the database with the COMMIT): what it returns,
-        called once the transaction has committed, gives the row when it was leased,
-        else None."""
-        statement = _insert_leased(tuple(row))
-        params = {**row, "lease_relay": relay_id, "lease_until": claimed_until}
-        inserted = await pipelined(conn, statement, params)
-
-        def leased() -> OutboxRow | None:
-            if not inserted.rows:
-                return None
-            ((row_id, claimed_by),) = inserted.rows
-            if claimed_by != relay_id:
-                return None
-            return OutboxRow(
-                id=row_id,
-                queue_id=row["queue_id"],
-                table_name=row["table_name"],
-                record_id=row["record_id"],
-                event=row["event"],
-                message_id=row["message_id"],
-                ordering_key=row["ordering_key"],
-                payload=row["payload"],
-                status=Status.PENDING,
-                attempts=row["attempts"],
-                next_attempt_at=row["next_attempt_at"],
-                last_error=None,
-                backend_id=None,
-                created_at=row["created_at"],
-                sent_at=None,
-            )
-
-        return leased
 
     async def claim(self, relay_id: str, *, limit: int, lease_ms: int) -> list[OutboxRow]:
         """The oldest pending row of up to `limit` ordering keys, leased to this relay."""
@@ -287,9 +225,10 @@ class OutboxStore:
             )
 
     async def retry(self, row_id: int) -> OutboxRow:
-        """Send a failed (or waiting) row again as soon as possible. A row a relay holds
-        right now (its lease running: it is being published) keeps its lease, or a
-        second relay could claim it and send it twice."""
+        """Send a failed (or waiting) row again as soon as possible: this process's relay
+        looks for it once it is pending again. A row a relay holds right now (its lease
+        running: it is being published) keeps its lease, or a second relay could claim
+        it and send it twice."""
         now = self.clock()
         running = and_(outbox.c.claimed_until.is_not(None), outbox.c.claimed_until >= now)
         async with self.db.write() as conn:
@@ -309,6 +248,8 @@ class OutboxStore:
                 if exists_ is None:
                     raise OutboxRowNotFound(f"no outbox row {row_id}")
                 raise BadRequest(f"outbox row {row_id} was sent already")
+            if self._relay is not None:
+                after_commit(conn, self._relay.wake)
         return await self.get(row_id)
 
     async def get(self, row_id: int) -> OutboxRow:
@@ -403,3 +344,34 @@ def _insert_with_message(message_columns: tuple[str, ...], columns: tuple[str, .
         cast(inserted.c.id, outbox.c.backend_id.type),
     ).select_from(inserted)
     return insert(outbox).from_select([*columns, "backend_id"], source)
+
+
+def _hand_over(relay: Relaying, leased: list[tuple[Entry, Pipelined]], written: int) -> None:
+    """After the commit: the messages whose rows were leased to `relay` go to it; for
+    the others (an earlier row of their record was pending) it is woken."""
+    due = [
+        Due(inserted.rows[0][0], entry.queue_id, entry.message)
+        for entry, inserted in leased
+        if inserted.rows and inserted.rows[0][1] == relay.id
+    ]
+    if due:
+        relay.hand_off(due)
+    if len(due) < written:
+        relay.wake()
+
+
+async def _add_with_message(
+    conn: AsyncConnection, message: dict[str, Any], row: dict[str, Any]
+) -> None:
+    """Insert an embedded queue's message row and its `sent` outbox row, whose backend
+    id is the message row's id, in the caller's transaction. PostgreSQL: one statement,
+    a data-modifying CTE (one round trip instead of two). SQLite: two pipelined
+    statements, the second reading the id with `last_insert_rowid()`; they go to the
+    database with the COMMIT."""
+    if conn.dialect.name == "postgresql":
+        statement = _insert_with_message(tuple(message), tuple(row))
+        params = {f"m_{k}": v for k, v in message.items()} | {f"o_{k}": v for k, v in row.items()}
+        await pipelined(conn, statement, params)
+        return
+    await pipelined(conn, _INSERT_MESSAGE, message)
+    await pipelined(conn, _insert_after_message(tuple(row)), row)

@@ -15,7 +15,9 @@ not hold back the messages after it. Marking rows sent runs beside the publishin
 the background: one transaction for every row published since the last, at most every
 `mark_interval_s` (on SQLite each commit holds the one write lock the record writes
 need). Everything else (rows written while no relay ran here, rows waiting behind an
-earlier one, retries, rows of a relay that died) goes through the claim.
+earlier one, retries, rows of a relay that died) goes through the claim, which runs
+beside the hand-offs: a claim waits for the marks before it, the hand-offs never wait
+for a claim.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from conveyor.exceptions import ConveyorError, QueueNotFound
-from conveyor.links.outbox import OutboxRow, OutboxStore
+from conveyor.links.outbox import OutboxStore
+from conveyor.links.rows import Due
 from conveyor.queues.activity import PublishActivity
-from conveyor.queues.base import HEADER_MESSAGE_ID, OutgoingMessage
 from conveyor.queues.pool import BackendPool
 from conveyor.queues.registry import QueueRegistry
 
@@ -87,7 +89,7 @@ class Relay:
         self._running = False
         #: A claim is due now rather than at the next poll.
         self._claim_wanted = False
-        self._handoffs: list[OutboxRow] = []
+        self._handoffs: list[Due] = []
         #: Queue id → until when (epoch ms) its rows are not taken by hand-off.
         self._failing: dict[str, int] = {}
         #: Hand-offs published and not yet marked sent: (row id, backend id).
@@ -98,6 +100,8 @@ class Relay:
         self._mark_now = asyncio.Event()
         #: Batches of hand-offs being published (`_publish_handoffs`).
         self._publishing: set[asyncio.Task[None]] = set()
+        #: The claim (and pruning) under way, beside the hand-offs (`_claim`).
+        self._claiming: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Outbox rows are waiting for a claim: look now rather than at the next poll."""
@@ -118,9 +122,10 @@ class Relay:
             return None
         return now + int(self.options.lease_s * 1000)
 
-    def hand_off(self, rows: list[OutboxRow]) -> None:
-        """Rows leased to this relay in a write that has just committed: publish them."""
-        self._handoffs.extend(rows)
+    def hand_off(self, due: list[Due]) -> None:
+        """Messages whose rows were leased to this relay in a write that has just
+        committed: publish them."""
+        self._handoffs.extend(due)
         self._wake.set()
 
     def stop(self) -> None:
@@ -130,7 +135,12 @@ class Relay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until stopped; failures are logged and retried, never fatal."""
+        """Relay until stopped; failures are logged and retried, never fatal.
+
+        This loop publishes the hand-offs and awaits nothing else: claims and pruning,
+        which wait for the database (and a claim for the marks of the hand-offs before
+        it), run beside it in a task of their own (`_claim`), one at a time. A hand-off
+        never waits behind a mark or a claim."""
         loop = asyncio.get_running_loop()
         next_prune = loop.time() + self.options.prune_interval_s
         next_poll = loop.time()
@@ -140,28 +150,26 @@ class Relay:
         try:
             while not self._stopping:
                 self._wake.clear()
-                busy = 0
                 try:
                     await self._publish_handoffs()
-                    if self._claim_wanted or loop.time() >= next_poll:
-                        self._claim_wanted = False
-                        next_poll = loop.time() + self.options.poll_interval_s
-                        busy = await self.relay_once()
-                    if loop.time() >= next_prune:
-                        next_prune = loop.time() + self.options.prune_interval_s
-                        await self.store.prune_sent(int(self.options.retention_s * 1000))
                 except Exception:
                     log.warning("outbox relay failed; retrying", exc_info=True)
-                except asyncio.CancelledError:
-                    if not _cancelled_by_a_driver():
-                        raise  # the relay itself is being cancelled
-                    log.warning("outbox relay: a publish was cancelled; retrying", exc_info=True)
-                if busy >= self.options.batch:
-                    self._claim_wanted = True  # more is waiting
-                if self._stopping or self._handoffs or self._claim_wanted:
+                claiming = self._claiming is not None and not self._claiming.done()
+                if not claiming and (self._claim_wanted or loop.time() >= next_poll):
+                    self._claim_wanted = False
+                    next_poll = loop.time() + self.options.poll_interval_s
+                    prune = loop.time() >= next_prune
+                    if prune:
+                        next_prune = loop.time() + self.options.prune_interval_s
+                    self._claiming = asyncio.create_task(self._claim(prune=prune))
+                    self._claiming.add_done_callback(lambda _: self._wake.set())
+                    claiming = True
+                if self._stopping or self._handoffs or (self._claim_wanted and not claiming):
                     continue
+                # A claim under way wakes this loop when it ends; the next poll is due then.
+                wait_s = None if claiming else max(0.0, next_poll - loop.time())
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                    async with asyncio.timeout(wait_s):
                         await self._wake.wait()
         finally:
             self._running = False
@@ -172,20 +180,39 @@ class Relay:
         if cancelled:
             raise asyncio.CancelledError  # it came while the batches at hand finished
 
+    async def _claim(self, *, prune: bool) -> None:
+        """One claim (and the pruning of old sent rows, when due); failures are logged,
+        and the next poll tries again."""
+        try:
+            if await self.relay_once() >= self.options.batch:
+                self._claim_wanted = True  # more is waiting
+            if prune:
+                await self.store.prune_sent(int(self.options.retention_s * 1000))
+        except Exception:
+            log.warning("outbox relay failed; retrying", exc_info=True)
+        except asyncio.CancelledError:
+            if not _cancelled_by_a_driver():
+                raise  # the relay itself is being cancelled
+            log.warning("outbox relay: a publish was cancelled; retrying", exc_info=True)
+
     async def _end_publishing(self) -> bool:
-        """Let the batches being published finish; cancelled (the relay is, or comes to
-        be while waiting), cut them short. True when the cancellation came here."""
+        """Let the batches being published (and the claim under way) finish; cancelled
+        (the relay is, or comes to be while waiting), cut them short. True when the
+        cancellation came here."""
+        tasks = [*self._publishing, *([self._claiming] if self._claiming else [])]
         current = asyncio.current_task()
         if current is not None and current.cancelling():
-            for publishing in self._publishing:
-                publishing.cancel()
+            for task in tasks:
+                task.cancel()
         try:
-            await asyncio.gather(*self._publishing, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         except asyncio.CancelledError:
-            for publishing in self._publishing:
-                publishing.cancel()
-            await asyncio.gather(*self._publishing, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             return True
+        finally:
+            self._claiming = None
         return False
 
     async def _publish_handoffs(self) -> None:
@@ -214,7 +241,7 @@ class Relay:
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
 
-    async def _publish_handed_off(self, rows: list[OutboxRow]) -> None:
+    async def _publish_handed_off(self, rows: list[Due]) -> None:
         """Publish one batch of hand-offs, then have them marked sent. A batch that fails
         here stays leased to this relay and is sent again when its lease ends."""
         try:
@@ -271,7 +298,7 @@ class Relay:
         (rather than when their lease ends)."""
         rows, self._handoffs = self._handoffs, []
         try:
-            await self.store.release(self.id, [row.id for row in rows])
+            await self.store.release(self.id, [row.row_id for row in rows])
         except Exception:
             log.warning(
                 "could not give back %d outbox row(s); another relay takes them when their "
@@ -286,15 +313,15 @@ class Relay:
         rows = await self.store.claim(
             self.id, limit=self.options.batch, lease_ms=int(self.options.lease_s * 1000)
         )
-        sent = await self._publish_rows(rows)
+        sent = await self._publish_rows([row.due() for row in rows])
         if sent:
             await self.store.mark_sent(self.id, sent)
         return len(rows)
 
-    async def _publish_rows(self, rows: list[OutboxRow]) -> list[tuple[int, str]]:
-        """Publish rows, queue by queue; the (row id, backend id) of those published,
-        to be marked sent (rows that failed are marked for a retry here)."""
-        by_queue: dict[str, list[OutboxRow]] = defaultdict(list)
+    async def _publish_rows(self, rows: list[Due]) -> list[tuple[int, str]]:
+        """Publish rows' messages, queue by queue; the (row id, backend id) of those
+        published, to be marked sent (rows that failed are marked for a retry here)."""
+        by_queue: dict[str, list[Due]] = defaultdict(list)
         for row in rows:
             by_queue[row.queue_id].append(row)
         published = await asyncio.gather(
@@ -302,25 +329,16 @@ class Relay:
         )
         return [pair for pairs in published for pair in pairs]
 
-    async def _publish(self, queue_id: str, rows: list[OutboxRow]) -> list[tuple[int, str]]:
-        ids = [row.id for row in rows]
+    async def _publish(self, queue_id: str, rows: list[Due]) -> list[tuple[int, str]]:
+        ids = [row.row_id for row in rows]
         try:
             queue = await self._queues.get(queue_id)
         except QueueNotFound:
             await self.store.mark_failed(self.id, ids, error="the queue no longer exists")
             return []
-        messages = [
-            OutgoingMessage(
-                body=row.payload.encode(),
-                id=row.message_id,
-                headers={HEADER_MESSAGE_ID: row.message_id},
-                ordering_key=row.ordering_key,
-            )
-            for row in rows
-        ]
         try:
             backend = await self._backends.get(queue)
-            results = await backend.publish_batch(messages)
+            results = await backend.publish_batch([row.message for row in rows])
         except ConveyorError as exc:
             log.info("outbox: %d message(s) for %s wait: %s", len(rows), queue.name, exc.message)
             self._failing[queue_id] = self.store.clock() + int(self.options.backoff_max_s * 1000)
@@ -331,7 +349,7 @@ class Relay:
         self._failing.pop(queue_id, None)
         if self._activity is not None:
             self._activity.note(queue.id)
-        return [(row.id, r.backend_id) for row, r in zip(rows, results, strict=True)]
+        return [(row.row_id, r.backend_id) for row, r in zip(rows, results, strict=True)]
 
     def _backoff_ms(self, attempts: int) -> int:
         ceiling = min(

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conveyor.db import Database, after_commit
 from conveyor.links import messages
-from conveyor.links.hook import outbox_row
 from conveyor.links.model import Link
 from conveyor.links.outbox import OutboxStore
-from conveyor.links.relay import Relay
-from conveyor.queues.base import HEADER_MESSAGE_ID, OutgoingMessage, new_message_id
 from conveyor.storage import Storage
 
 PAGE = 500
@@ -23,9 +19,8 @@ MAX_RECORDS = 100_000
 
 
 async def replay(
-    db: Database,
+    outbox: OutboxStore,
     storage: Storage,
-    relay: Relay,
     link: Link,
     params: Sequence[tuple[str, str]],
     *,
@@ -42,22 +37,13 @@ async def replay(
         if cursor:
             page.append(("cursor", cursor))
         records, cursor = (await storage.records.query(link.table_name, page))[:2]
-        rows = []
+        entries = []
         for record in records:
-            message_id = new_message_id()
-            message = OutgoingMessage(
-                body=messages.payload(link, "replay", record, None),
-                id=message_id,
-                headers={HEADER_MESSAGE_ID: message_id},
-                ordering_key=messages.ordering_key(link.table_name, record.get("id")),
-            )
-            row = outbox_row(link, "replay", record.get("id"), message)
-            row["next_attempt_at"] += int(enqueued * spacing_ms)
-            rows.append(row)
+            delay_ms = int(enqueued * spacing_ms)
+            entries.append(messages.entry(link, "replay", record, None, delay_ms=delay_ms))
             enqueued += 1
-        async with db.write() as conn:
-            await OutboxStore.add(conn, rows)
-            after_commit(conn, relay.wake)
+        async with outbox.db.write() as conn:
+            await outbox.enqueue(conn, entries)
         if cursor is None:
             break
     return enqueued, cursor

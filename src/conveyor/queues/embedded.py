@@ -40,6 +40,7 @@ from conveyor.queues.base import (
     Delivery,
     OutgoingMessage,
     PublishResult,
+    QueueBackend,
     QueueStats,
 )
 from conveyor.queues.model import Queue
@@ -125,7 +126,7 @@ class EmbeddedStore:
         return self._published.setdefault(queue_id, asyncio.Event())
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(QueueBackend):
     def __init__(self, queue: Queue, store: EmbeddedStore) -> None:
         self.queue = queue
         self._store = store

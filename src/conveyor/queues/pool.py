@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,27 +17,48 @@ from conveyor.queues.registry import QueueRegistry
 
 log = logging.getLogger(__name__)
 
-#: Broker backends: module, class, and the extra that installs its driver.
-_BROKERS: dict[QueueType, tuple[str, str, str]] = {
-    QueueType.RABBITMQ: ("conveyor.queues.rabbitmq", "RabbitMQBackend", "rabbitmq"),
-    QueueType.KAFKA: ("conveyor.queues.kafka", "KafkaBackend", "kafka"),
-    QueueType.SQS: ("conveyor.queues.sqs", "SQSBackend", "sqs"),
-}
-
 BrokerFactory = Callable[[Queue, Credentials], QueueBackend]
+
+# Each broker's backend is imported when a queue of its type is first used, so that a
+# missing driver fails with an install hint. Each is built here in typed code: mypy
+# checks that it implements every member of `QueueBackend`, which it declares.
+
+
+def _rabbitmq() -> BrokerFactory:
+    from conveyor.queues.rabbitmq import RabbitMQBackend
+
+    return lambda queue, credentials: RabbitMQBackend(queue, credentials)
+
+
+def _kafka() -> BrokerFactory:
+    from conveyor.queues.kafka import KafkaBackend
+
+    return lambda queue, credentials: KafkaBackend(queue, credentials)
+
+
+def _sqs() -> BrokerFactory:
+    from conveyor.queues.sqs import SQSBackend
+
+    return lambda queue, credentials: SQSBackend(queue, credentials)
+
+
+#: Broker backends: how to load each, and the extra that installs its driver.
+_BROKERS: dict[QueueType, tuple[Callable[[], BrokerFactory], str]] = {
+    QueueType.RABBITMQ: (_rabbitmq, "rabbitmq"),
+    QueueType.KAFKA: (_kafka, "kafka"),
+    QueueType.SQS: (_sqs, "sqs"),
+}
 
 
 def broker_factory(queue_type: QueueType) -> BrokerFactory:
-    module_name, class_name, extra = _BROKERS[queue_type]
+    load, extra = _BROKERS[queue_type]
     try:
-        module = importlib.import_module(module_name)
+        return load()
     except ImportError as exc:
         raise BackendError(
             f"{queue_type.value} queues need extra packages: "
             f"pip install 'conveyor[{extra}]' ({exc})"
         ) from exc
-    factory: BrokerFactory = getattr(module, class_name)
-    return factory
 
 
 class BackendPool:
@@ -47,6 +67,7 @@ class BackendPool:
     def __init__(self, registry: QueueRegistry, embedded: EmbeddedStore) -> None:
         self._registry = registry
         self._embedded = embedded
+        registry.on_change(self.discard)
         self._open: dict[str, QueueBackend] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         #: The last failed open per queue: when it ended, and why.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -54,6 +54,17 @@ class QueueRegistry:
         self.deny_private_urls = deny_private_urls
         self._cache: ExpiringCache[tuple[str, str], Queue | None] = ExpiringCache(cache_ttl_s)
         self._caching = cache_ttl_s > 0
+        #: Called with a queue's id once it has been edited or deleted (`on_change`).
+        self._changed: list[Callable[[str], Awaitable[None]]] = []
+
+    def on_change(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        """Have `callback(queue_id)` run after each edit or deletion of a queue in this
+        process (the backend pool closes the queue's clients so)."""
+        self._changed.append(callback)
+
+    async def _announce(self, queue_id: str) -> None:
+        for callback in self._changed:
+            await callback(queue_id)
 
     async def create(self, spec: Mapping[str, Any]) -> Queue:
         unknown = set(spec) - set(EDITABLE)
@@ -99,6 +110,7 @@ class QueueRegistry:
         except IntegrityError as exc:
             raise Conflict(f"a queue named {values['name']!r} exists already") from exc
         self._forget()
+        await self._announce(queue_id)
         return await self.get(queue_id)
 
     async def delete(self, queue_id: str, *, force: bool = False) -> Queue:
@@ -118,6 +130,7 @@ class QueueRegistry:
                     )
             await conn.execute(delete(queues).where(queues.c.id == queue_id))
         self._forget()
+        await self._announce(queue_id)
         return queue
 
     async def list(self, queue_type: QueueType | None = None) -> list[Queue]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -112,6 +112,9 @@ class Tables:
     def __init__(self, db: Database, catalog: Catalog) -> None:
         self.db = db
         self.catalog = catalog
+        #: Called with the table's name in the transaction that drops it (append to act
+        #: there: the links of the table go with it so).
+        self.drop_hooks: list[Callable[[AsyncConnection, str], Awaitable[None]]] = []
 
     async def list(self) -> list[TableDef]:
         async with self.db.read() as conn:
@@ -213,6 +216,8 @@ class Tables:
             await search.uninstall(conn, table)
             await schema.drop_table(conn, table.sql_name)
             await conn.execute(sa.delete(storage_tables).where(storage_tables.c.id == table.id))
+            for hook in self.drop_hooks:
+                await hook(conn, name)
 
     async def add_rule(self, name: str, spec: object) -> TableDef:
         async with self.db.write() as conn:

@@ -1,4 +1,4 @@
-"""The back-office ASGI app, mounted under `/admin` by `conveyor.api.create_app`."""
+"""The back-office ASGI app, mounted under `/admin` by `conveyor.server.create_app`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from starlette.staticfiles import StaticFiles
 from conveyor.platform import Platform
 from conveyor.web import errors
 from conveyor.web.headers import SecurityHeaders
-from conveyor.web.sessions import SessionStore
 from conveyor.web.templating import STATIC_DIR, environment
-from conveyor.web.throttle import LoginThrottle
 from conveyor.web.views import (
     dead_letters,
     designer,
@@ -47,15 +45,8 @@ VIEWS = (
 
 
 def create_web_app(platform: Platform) -> FastAPI:
-    settings = platform.settings
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.platform = platform
-    app.state.sessions = SessionStore(
-        platform.db,
-        idle_timeout_s=settings.session_idle_timeout_s,
-        max_age_s=settings.session_max_age_s,
-    )
-    app.state.throttle = LoginThrottle(platform.db)
     app.state.templates = environment()
     app.state.nav = [view.NAV for view in VIEWS if view.NAV is not None]
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -12,9 +12,9 @@ from fastapi import Request
 from starlette.responses import Response
 
 from conveyor.config import Settings
+from conveyor.sessions import Session, SessionStore
 from conveyor.web import csrf
 from conveyor.web.forms import Form
-from conveyor.web.sessions import Session, SessionStore
 
 COOKIE = "conveyor_session"
 COOKIE_PATH = "/admin"
@@ -36,7 +36,7 @@ def settings_of(request: Request) -> Settings:
 
 
 def sessions_of(request: Request) -> SessionStore:
-    store: SessionStore = request.app.state.sessions
+    store: SessionStore = request.app.state.platform.sessions
     return store
 
 

@@ -1,24 +1,18 @@
-"""Errors as pages: the same exception→status table as the API, rendered as HTML."""
+"""Errors as pages: the back-office's rendering of the shared error boundary
+(`conveyor.problems`), and the answers of its own two errors (signed out, forged form)."""
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from conveyor import exceptions as exc
-from conveyor.db import errors as db_errors
+from conveyor import problems
+from conveyor.problems import Problem
 from conveyor.web import auth
 from conveyor.web.csrf import CsrfFailed
 from conveyor.web.pages import wants_partial
 from conveyor.web.templating import render
-
-log = logging.getLogger(__name__)
 
 TITLES = {
     400: "Bad request",
@@ -32,12 +26,24 @@ TITLES = {
     503: "Unavailable",
 }
 
+#: What a page says for the problems whose API message speaks to programs.
+MESSAGES = {
+    "not_found": "There is no such page.",
+    "query_too_large": "The database refused this query; make it smaller.",
+    "database_unavailable": "The database is unavailable; retry in a moment.",
+    "internal_error": "An internal error occurred; the server log has details.",
+}
+
 
 def _page(request: Request, status: int, message: str) -> Response:
     context = {"title": TITLES.get(status, "Error"), "message": message, "status": status}
     if wants_partial(request):
         return render(request, "_error.html", context, status)
     return render(request, "error.html", context, status)
+
+
+def page(request: Request, problem: Problem) -> Response:
+    return _page(request, problem.status, MESSAGES.get(problem.code, problem.message))
 
 
 async def _login_required(request: Request, error: Exception) -> Response:
@@ -53,45 +59,13 @@ async def _csrf_failed(request: Request, error: Exception) -> Response:
     return _page(request, 403, message)
 
 
-async def _conveyor_error(request: Request, error: Exception) -> Response:
-    # Imported here: `conveyor.api` mounts this package, so a top-level import would cycle.
-    from conveyor.api.errors import status_for
-
-    assert isinstance(error, exc.ConveyorError)
-    return _page(request, status_for(error), error.message)
-
-
-async def _http_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    message = "There is no such page." if error.status_code == 404 else str(error.detail)
-    return _page(request, error.status_code, message)
-
-
 async def _bad_request(request: Request, error: Exception) -> Response:
+    # A form the browser sent that does not fit its route: no field list for people.
     return _page(request, 400, "The request is malformed.")
 
 
-async def _database_unavailable(request: Request, error: Exception) -> Response:
-    if db_errors.caused_by_request(error):
-        log.info("query refused by the database: %s", db_errors.summary(error))
-        return _page(request, 400, "The database refused this query; make it smaller.")
-    log.warning("database unavailable: %s", db_errors.summary(error))
-    return _page(request, 503, "The database is unavailable; retry in a moment.")
-
-
-async def _unexpected(request: Request, error: Exception) -> Response:
-    if db_errors.caused_by_request(error):
-        return await _database_unavailable(request, error)
-    log.error("unhandled error in the back-office", exc_info=error)
-    return _page(request, 500, "An internal error occurred; the server log has details.")
-
-
 def install(app: FastAPI) -> None:
+    problems.install(app, page)
     app.add_exception_handler(auth.LoginRequired, _login_required)
     app.add_exception_handler(CsrfFailed, _csrf_failed)
-    app.add_exception_handler(exc.ConveyorError, _conveyor_error)
-    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _bad_request)
-    for db_error in (OperationalError, InterfaceError, PoolTimeout, ConnectionError):
-        app.add_exception_handler(db_error, _database_unavailable)
-    app.add_exception_handler(Exception, _unexpected)

@@ -10,9 +10,9 @@ from starlette.responses import RedirectResponse
 
 from conveyor.exceptions import Forbidden
 from conveyor.platform import Platform
+from conveyor.sessions import Session
 from conveyor.web.auth import check_csrf, current_session
 from conveyor.web.forms import Form, read_form
-from conveyor.web.sessions import Session
 
 #: Signed-in pages declare `session: SignedIn`; without a session they redirect to login.
 SignedIn = Annotated[Session, Depends(current_session)]

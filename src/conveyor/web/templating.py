@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.responses import HTMLResponse
 
 from conveyor.queues.headers import from_epoch_ms
-from conveyor.web.sessions import Session
+from conveyor.sessions import Session
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"

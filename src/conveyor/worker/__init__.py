@@ -3,7 +3,8 @@
 `handlers.py` (the `@handler` decorator and registries), `context.py` (what a handler
 receives), `dispatch.py` (one delivery → a verdict), `outcome.py` (settling and
 counters), `leases.py` (keeping leases alive), `retry.py` (backoff), `runner.py`
-(the consume loop), `heartbeat.py` (the workers table), `signals.py` (SIGTERM/SIGINT).
+(the consume loop), `heartbeat.py` (the beat that keeps `conveyor.workers` fresh),
+`signals.py` (SIGTERM/SIGINT).
 """
 
 from __future__ import annotations

@@ -29,20 +29,21 @@ from dataclasses import dataclass
 
 import httpx
 
-from conveyor import __version__
 from conveyor.platform import Platform
 from conveyor.queues.base import QueueBackend
 from conveyor.queues.model import Queue
+from conveyor.version import __version__
 from conveyor.worker.context import Batteries
 from conveyor.worker.dispatch import CANCEL_GRACE_S, Dispatcher
 from conveyor.worker.handlers import HandlerRegistry
-from conveyor.worker.heartbeat import Heartbeat, WorkerDirectory, WorkerInfo
+from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.leases import Held, LeaseKeeper
 from conveyor.worker.logs import StructuredLog
 from conveyor.worker.mail import Mailer
 from conveyor.worker.outcome import Action, Counters, Verdict, log_outcome, settle
 from conveyor.worker.retry import Backoff
 from conveyor.worker.watchdog import Watchdog
+from conveyor.workers import WorkerDirectory, WorkerInfo
 
 log = logging.getLogger("conveyor.worker")
 

@@ -14,8 +14,9 @@ from conveyor.api.routing import Router
 from conveyor.exceptions import BadRequest
 from conveyor.keys import ApiKey, Scope
 from conveyor.links.model import Link, LinkSpec
-from conveyor.links.outbox import SENT_COUNT_CAP, OutboxRow, Status
+from conveyor.links.outbox import SENT_COUNT_CAP
 from conveyor.links.replay import MAX_RECORDS, replay
+from conveyor.links.rows import OutboxRow, Status
 from conveyor.platform import Platform
 from conveyor.queues.headers import from_epoch_ms
 from conveyor.queues.model import Queue
@@ -96,9 +97,8 @@ async def replay_records(
         if k not in ("rate_per_s", "max_records")
     ]
     count, cursor = await replay(
-        platform.db,
+        platform.outbox,
         platform.storage,
-        platform.relay,
         link,
         params,
         rate_per_s=rate_per_s,
@@ -162,7 +162,4 @@ async def list_outbox(
 
 @router.post("/outbox/{row_id}/retry", summary="Send a failed or waiting row again now")
 async def retry_outbox_row(request: Request, row_id: int, _: Admin) -> Response:
-    platform = platform_of(request)
-    row = await platform.outbox.retry(row_id)
-    platform.relay.wake()
-    return Json(outbox_json(row))
+    return Json(outbox_json(await platform_of(request).outbox.retry(row_id)))

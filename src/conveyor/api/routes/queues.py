@@ -189,7 +189,6 @@ async def update_queue(request: Request, queue_id: str, body: QueuePatch, _: Adm
     platform = platform_of(request)
     queue_id = (await platform.queues.find(queue_id)).id
     queue = await platform.queues.update(queue_id, body.model_dump(exclude_unset=True))
-    await platform.backends.discard(queue_id)
     return QueueOut.of(queue)
 
 
@@ -203,7 +202,6 @@ async def delete_queue(
     platform = platform_of(request)
     queue_id = (await platform.queues.find(queue_id)).id
     queue = await platform.queues.delete(queue_id, force=force)
-    await platform.backends.discard(queue_id)
     return QueueOut.of(queue)
 
 

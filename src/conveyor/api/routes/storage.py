@@ -128,8 +128,6 @@ async def update_table(request: Request, table: str, body: JsonObject, _: Admin)
 async def delete_table(request: Request, table: str, _: Admin, force: Force = False) -> Response:
     platform = platform_of(request)
     await platform.storage.tables.delete(table, force=force)
-    for link in await platform.links.all(table):
-        await platform.links.delete(table, link.queue_id)
     return Response(status_code=204)
 
 

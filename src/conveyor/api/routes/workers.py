@@ -12,7 +12,7 @@ from conveyor.api.auth import platform_of, require
 from conveyor.api.routing import Router
 from conveyor.db.types import utcnow
 from conveyor.keys import ApiKey, Scope
-from conveyor.worker.heartbeat import WorkerRecord, WorkerState
+from conveyor.workers import WorkerRecord, WorkerState
 
 router = Router(prefix="/api/v1/zstorage/workers", tags=["workers"])
 Admin = Annotated[ApiKey, Depends(require(Scope.ADMIN))]

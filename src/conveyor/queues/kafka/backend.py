@@ -45,6 +45,7 @@ from conveyor.queues.base import (
     Delivery,
     OutgoingMessage,
     PublishResult,
+    QueueBackend,
     QueueStats,
 )
 from conveyor.queues.kafka import ledger
@@ -78,7 +79,7 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) ->
         loop.call_soon_threadsafe(callback)
 
 
-class KafkaBackend:
+class KafkaBackend(QueueBackend):
     def __init__(self, queue: Queue, credentials: Credentials) -> None:
         self.queue = queue
         self.config = KafkaConfig.of(queue, credentials)

@@ -33,6 +33,7 @@ from conveyor.queues.base import (
     Delivery,
     OutgoingMessage,
     PublishResult,
+    QueueBackend,
     QueueStats,
 )
 from conveyor.queues.model import Credentials, Queue
@@ -79,7 +80,7 @@ class _Open:
         )
 
 
-class RabbitMQBackend:
+class RabbitMQBackend(QueueBackend):
     #: AMQP has no answer to basic.ack: an ack is sent, never confirmed.
     acks_confirmed = False
 

@@ -25,6 +25,7 @@ from conveyor.queues.base import (
     Delivery,
     OutgoingMessage,
     PublishResult,
+    QueueBackend,
     QueueStats,
 )
 from conveyor.queues.headers import escape
@@ -49,7 +50,7 @@ DeleteOutcome = bool | BackendError
 log = logging.getLogger(__name__)
 
 
-class SQSBackend:
+class SQSBackend(QueueBackend):
     def __init__(self, queue: Queue, credentials: Credentials) -> None:
         self.queue = queue
         self._credentials = credentials

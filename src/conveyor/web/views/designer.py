@@ -14,6 +14,7 @@ from conveyor.storage.model import TableDef
 from conveyor.web import field_form, rule_check
 from conveyor.web.forms import FieldErrors, Form
 from conveyor.web.pages import SignedIn, platform_of, posted, see_other, wants_partial
+from conveyor.web.submit import field_errors, submit
 from conveyor.web.templating import render
 
 router = APIRouter()
@@ -105,15 +106,16 @@ async def save_settings(request: Request, table: str, session: SignedIn) -> Resp
         "label": form.get("label").strip() or None,
         "description": form.get("description").strip() or None,
     }
-    try:
-        await platform_of(request).storage.tables.update(table, spec)
-    except ValidationError as exc:
-        errors = FieldErrors.of(exc, ("label", "description"))
-        settings = {"label": form.get("label"), "description": form.get("description")}
-        return await design_page(
+    settings = {"label": form.get("label"), "description": form.get("description")}
+    return await submit(
+        platform_of(request).storage.tables.update(table, spec),
+        explain=field_errors(settings),
+        again=lambda errors: design_page(
             request, table, status=422, settings=settings, settings_errors=errors
-        )
-    return see_other(f"/admin/tables/{table}/design?notice=saved")
+        ),
+        then=lambda _: see_other(f"/admin/tables/{table}/design?notice=saved"),
+        refusals=(ValidationError,),
+    )
 
 
 @router.post("/tables/{table}/delete", response_class=HTMLResponse)
@@ -125,8 +127,6 @@ async def delete_table(request: Request, table: str, session: SignedIn) -> Respo
     except Conflict as exc:
         message = forced(exc.message, "also delete the records it holds")
         return await design_page(request, table, status=409, error=message)
-    for link in await platform.links.all(table):
-        await platform.links.delete(table, link.queue_id)
     return see_other("/admin/tables?notice=deleted")
 
 
@@ -135,17 +135,14 @@ async def add_rule(request: Request, table: str, session: SignedIn) -> Response:
     form = await posted(request, session)
     spec = {k: form.get(k).strip() for k in RULE_FIELDS}
     spec["message"] = spec["message"] or None  # type: ignore[assignment]
-    try:
-        await platform_of(request).storage.tables.add_rule(table, spec)
-    except (ValidationError, Conflict) as exc:
-        errors = FieldErrors()
-        if isinstance(exc, Conflict):
-            errors.add("name", exc.message)
-        else:
-            errors = FieldErrors.of(exc, RULE_FIELDS)
-        values = _rule_values(form)
-        return await design_page(request, table, status=422, rule=values, rule_errors=errors)
-    return see_other(f"/admin/tables/{table}/design?notice=rule-added#rules")
+    return await submit(
+        platform_of(request).storage.tables.add_rule(table, spec),
+        explain=field_errors(RULE_FIELDS, conflict_field="name"),
+        again=lambda errors: design_page(
+            request, table, status=422, rule=_rule_values(form), rule_errors=errors
+        ),
+        then=lambda _: see_other(f"/admin/tables/{table}/design?notice=rule-added#rules"),
+    )
 
 
 @router.post("/tables/{table}/rules/check", response_class=HTMLResponse)

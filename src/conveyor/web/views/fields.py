@@ -7,6 +7,7 @@ records would break and says why; the form shows that above the fields.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,6 +19,7 @@ from conveyor.storage.model import TableDef
 from conveyor.web import field_form
 from conveyor.web.forms import FieldErrors, Form
 from conveyor.web.pages import SignedIn, platform_of, posted, see_other
+from conveyor.web.submit import submit
 from conveyor.web.templating import render
 from conveyor.web.views.designer import design_page, forced
 
@@ -82,16 +84,19 @@ async def add_field(request: Request, table: str, session: SignedIn) -> Response
     form = await posted(request, session)
     storage = platform_of(request).storage
     definition = await storage.tables.get(table)
-    errors = _json_default(form)
-    if not errors:
-        try:
-            await storage.fields.add(table, field_form.creation_spec(form))
-        except (ValidationError, Conflict) as exc:
-            errors = _errors_of(exc)
-    if errors:
-        values = field_form.values_of_form(form)
-        return await _form_page(request, definition, None, values, errors, 422)
-    return see_other(f"/admin/tables/{table}/design?notice=field-added#fields")
+    values = field_form.values_of_form(form)
+
+    def again(errors: FieldErrors) -> Awaitable[Response]:
+        return _form_page(request, definition, None, values, errors, 422)
+
+    if errors := _json_default(form):
+        return await again(errors)
+    return await submit(
+        storage.fields.add(table, field_form.creation_spec(form)),
+        explain=_errors_of,
+        again=again,
+        then=lambda _: see_other(f"/admin/tables/{table}/design?notice=field-added#fields"),
+    )
 
 
 @router.get("/tables/{table}/fields/{field}/edit", response_class=HTMLResponse)
@@ -107,16 +112,19 @@ async def update_field(request: Request, table: str, field: str, session: Signed
     storage = platform_of(request).storage
     definition = await storage.tables.get(table)
     current = definition.field(field)
-    errors = _json_default(form)
-    if not errors:
-        try:
-            await storage.fields.update(table, field, field_form.spec_of(form))
-        except (ValidationError, Conflict) as exc:
-            errors = _errors_of(exc)
-    if errors:
-        values = field_form.values_of_form(form)
-        return await _form_page(request, definition, current, values, errors, 422)
-    return see_other(f"/admin/tables/{table}/design?notice=field-saved#fields")
+    values = field_form.values_of_form(form)
+
+    def again(errors: FieldErrors) -> Awaitable[Response]:
+        return _form_page(request, definition, current, values, errors, 422)
+
+    if errors := _json_default(form):
+        return await again(errors)
+    return await submit(
+        storage.fields.update(table, field, field_form.spec_of(form)),
+        explain=_errors_of,
+        again=again,
+        then=lambda _: see_other(f"/admin/tables/{table}/design?notice=field-saved#fields"),
+    )
 
 
 @router.post("/tables/{table}/fields/{field}/delete", response_class=HTMLResponse)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse
 
 from conveyor.db.types import utcnow
-from conveyor.links.outbox import Status
+from conveyor.links.rows import Status
 from conveyor.platform import Platform
 from conveyor.queues import probes
 from conveyor.web.pages import NavItem, SignedIn, platform_of

@@ -11,6 +11,7 @@ from conveyor.exceptions import ValidationError
 from conveyor.keys import Scope
 from conveyor.web.forms import FieldErrors, Form, lines
 from conveyor.web.pages import AdminOnly, NavItem, platform_of, posted, see_other
+from conveyor.web.submit import field_errors, submit
 from conveyor.web.templating import render
 
 router = APIRouter()
@@ -57,7 +58,7 @@ def _values(form: Form) -> dict[str, Any]:
 
 
 @router.post("/keys", response_class=HTMLResponse)
-async def create_key(request: Request, session: AdminOnly) -> HTMLResponse:
+async def create_key(request: Request, session: AdminOnly) -> Response:
     form = await posted(request, session)
     queues = lines(form.get("queues")) or None
     # The store stops at the first problem; the form shows every missing field at once.
@@ -68,14 +69,15 @@ async def create_key(request: Request, session: AdminOnly) -> HTMLResponse:
         missing.add("scopes", "give at least one scope")
     if missing:
         return await _page(request, values=_values(form), errors=missing, status=422)
-    try:
-        key, token = await platform_of(request).keys.create(
-            form.get("name"), form.getlist("scopes"), queues
-        )
-    except ValidationError as exc:
-        errors = FieldErrors.of(exc, FIELDS)
-        return await _page(request, values=_values(form), errors=errors, status=422)
-    return await _page(request, created={"key": key, "token": token}, status=201)
+    return await submit(
+        platform_of(request).keys.create(form.get("name"), form.getlist("scopes"), queues),
+        explain=field_errors(FIELDS),
+        again=lambda errors: _page(request, values=_values(form), errors=errors, status=422),
+        then=lambda created: _page(
+            request, created={"key": created[0], "token": created[1]}, status=201
+        ),
+        refusals=(ValidationError,),
+    )
 
 
 @router.post("/keys/{keyid}/revoke")

@@ -9,11 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
+from conveyor.logins import LoginThrottle
 from conveyor.web import auth, csrf
 from conveyor.web.forms import read_form
 from conveyor.web.pages import SignedIn, platform_of, posted, see_other
 from conveyor.web.templating import render
-from conveyor.web.throttle import LoginThrottle
 
 router = APIRouter()
 NAV = None
@@ -61,7 +61,7 @@ async def login(request: Request) -> Response:
     password = form.get("password")
     next_path = auth.safe_next(form.get("next"))
     token = csrf.new_token()
-    throttle: LoginThrottle = request.app.state.throttle
+    throttle: LoginThrottle = platform_of(request).logins
     address = auth.client_address(request)
     wait_s = await throttle.attempt(username, address)
     if wait_s:

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import HTMLResponse, Response
 
-from conveyor.links.outbox import SENT_COUNT_CAP, Status
+from conveyor.links.outbox import SENT_COUNT_CAP
+from conveyor.links.rows import Status
 from conveyor.web.auth import safe_next
 from conveyor.web.pages import NavItem, SignedIn, platform_of, posted, see_other
 from conveyor.web.templating import render
@@ -63,9 +64,7 @@ async def retry(
     request: Request, row_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SignedIn
 ) -> Response:
     form = await posted(request, session)
-    platform = platform_of(request)
-    await platform.outbox.retry(row_id)
-    platform.relay.wake()
+    await platform_of(request).outbox.retry(row_id)
     back = safe_next(form.get("next") or "/admin/outbox")
     separator = "&" if "?" in back else "?"
     return see_other(f"{back}{separator}notice=retried")

@@ -15,15 +15,15 @@ from conveyor.exceptions import (
     BadRequest,
     ConfigurationError,
     Conflict,
-    ValidationError,
 )
 from conveyor.queues import probes
 from conveyor.queues.model import Queue, QueueType
 from conveyor.web import queue_form
 from conveyor.web.forms import FieldErrors
 from conveyor.web.pages import NavItem, SignedIn, platform_of, posted, see_other, wants_partial
+from conveyor.web.submit import field_errors, submit
 from conveyor.web.templating import render
-from conveyor.worker.heartbeat import WorkerState
+from conveyor.workers import WorkerState
 
 router = APIRouter()
 NAV = NavItem(
@@ -90,12 +90,8 @@ def _form_page(
     return render(request, "queues/form.html", context, status)
 
 
-def _errors_of(error: ValidationError | Conflict) -> FieldErrors:
-    if isinstance(error, Conflict):
-        errors = FieldErrors()
-        errors.add("name", error.message)
-        return errors
-    return FieldErrors.of(error, queue_form.FIELDS)
+#: A conflict on saving a queue is its name, taken.
+_explain = field_errors(queue_form.FIELDS, conflict_field="name")
 
 
 @router.get("/queues/new", response_class=HTMLResponse)
@@ -106,12 +102,14 @@ async def new_queue(request: Request, session: SignedIn) -> HTMLResponse:
 @router.post("/queues/new", response_class=HTMLResponse)
 async def create_queue(request: Request, session: SignedIn) -> Response:
     form = await posted(request, session)
-    try:
-        queue = await platform_of(request).queues.create(queue_form.creation_spec(form))
-    except (ValidationError, Conflict) as exc:
-        values = queue_form.values_of_form(form)
-        return _form_page(request, None, values, _errors_of(exc), status=422)
-    return see_other(f"/admin/queues/{queue.id}?notice=created")
+    return await submit(
+        platform_of(request).queues.create(queue_form.creation_spec(form)),
+        explain=_explain,
+        again=lambda errors: _form_page(
+            request, None, queue_form.values_of_form(form), errors, status=422
+        ),
+        then=lambda queue: see_other(f"/admin/queues/{queue.id}?notice=created"),
+    )
 
 
 async def known_handlers(request: Request, queue: Queue) -> list[str]:
@@ -171,13 +169,14 @@ async def update_queue(request: Request, queue_id: str, session: SignedIn) -> Re
     form = await posted(request, session)
     platform = platform_of(request)
     queue = await platform.queues.get(queue_id)
-    try:
-        await platform.queues.update(queue_id, queue_form.spec_of(form))
-    except (ValidationError, Conflict) as exc:
-        values = queue_form.values_of_form(form)
-        return _form_page(request, queue, values, _errors_of(exc), status=422)
-    await platform.backends.discard(queue_id)
-    return see_other(f"/admin/queues/{queue_id}?notice=saved")
+    return await submit(
+        platform.queues.update(queue_id, queue_form.spec_of(form)),
+        explain=_explain,
+        again=lambda errors: _form_page(
+            request, queue, queue_form.values_of_form(form), errors, status=422
+        ),
+        then=lambda _: see_other(f"/admin/queues/{queue_id}?notice=saved"),
+    )
 
 
 @router.post("/queues/{queue_id}/delete", response_class=HTMLResponse)
@@ -190,7 +189,6 @@ async def delete_queue(request: Request, queue_id: str, session: SignedIn) -> Re
     except Conflict as exc:
         context = await _detail(request, queue, delete_error=exc.message)
         return render(request, "queues/detail.html", context, status=409)
-    await platform.backends.discard(queue_id)
     return see_other("/admin/queues?notice=deleted")
 
 

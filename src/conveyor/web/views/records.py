@@ -18,6 +18,7 @@ from conveyor.storage.validate import check
 from conveyor.web import record_form, record_list
 from conveyor.web.forms import FieldErrors
 from conveyor.web.pages import SignedIn, platform_of, posted, see_other
+from conveyor.web.submit import field_errors, submit
 from conveyor.web.templating import render
 
 router = APIRouter()
@@ -127,19 +128,6 @@ async def _form_context(
     }
 
 
-def _errors(table: TableDef, error: ValidationError | Conflict) -> FieldErrors:
-    names = [f.name for f in table.fields]
-    if isinstance(error, ValidationError):
-        return FieldErrors.of(error, names)
-    errors = FieldErrors()
-    fields = [d.get("field") for d in error.details or [] if isinstance(d, dict)]
-    if fields and fields[0] in names:
-        errors.add(str(fields[0]), error.message)
-    else:
-        errors.general.append(error.message)
-    return errors
-
-
 async def _with_form_problems(
     table: TableDef, data: dict[str, Any], problems: list[dict[str, Any]]
 ) -> FieldErrors:
@@ -168,18 +156,22 @@ async def create_record(request: Request, table: str, session: SignedIn) -> Resp
     storage = platform_of(request).storage
     definition = await storage.tables.get(table)
     data, problems = record_form.record_of(definition, form)
-    if problems:
-        errors = await _with_form_problems(definition, data, problems)
-    else:
-        try:
-            record = await storage.records.create(table, data)
-        except (ValidationError, Conflict) as exc:
-            errors = _errors(definition, exc)
-        else:
-            return see_other(f"/admin/tables/{table}/records/{record['id']}?notice=created")
     values = record_form.values_of_form(definition, form)
-    context = await _form_context(request, definition, values, errors)
-    return render(request, "records/form.html", context, 422)
+
+    async def again(errors: FieldErrors) -> Response:
+        context = await _form_context(request, definition, values, errors)
+        return render(request, "records/form.html", context, 422)
+
+    if problems:
+        return await again(await _with_form_problems(definition, data, problems))
+    return await submit(
+        storage.records.create(table, data),
+        explain=field_errors(f.name for f in definition.fields),
+        again=again,
+        then=lambda record: see_other(
+            f"/admin/tables/{table}/records/{record['id']}?notice=created"
+        ),
+    )
 
 
 async def _detail(
@@ -233,19 +225,21 @@ async def update_record(
     record = await storage.records.get(table, record_id)
     shown = record_form.values_of_record(definition, record)
     data, problems = record_form.record_of(definition, form, shown)
+    values = record_form.values_of_form(definition, form)
+
+    async def again(errors: FieldErrors) -> Response:
+        context = await _form_context(request, definition, values, errors, record)
+        return render(request, "records/form.html", context, 422)
+
     if problems:
         whole = {f.name: record.get(f.name) for f in definition.fields} | data
-        errors = await _with_form_problems(definition, whole, problems)
-    else:
-        try:
-            await storage.records.update(table, record_id, data)
-        except (ValidationError, Conflict) as exc:
-            errors = _errors(definition, exc)
-        else:
-            return see_other(f"/admin/tables/{table}/records/{record_id}?notice=saved")
-    values = record_form.values_of_form(definition, form)
-    context = await _form_context(request, definition, values, errors, record)
-    return render(request, "records/form.html", context, 422)
+        return await again(await _with_form_problems(definition, whole, problems))
+    return await submit(
+        storage.records.update(table, record_id, data),
+        explain=field_errors(f.name for f in definition.fields),
+        again=again,
+        then=lambda _: see_other(f"/admin/tables/{table}/records/{record_id}?notice=saved"),
+    )
 
 
 @router.post("/tables/{table}/records/{record_id}/delete", response_class=HTMLResponse)

@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
-from conveyor.exceptions import Conflict, ValidationError
 from conveyor.platform import Platform
 from conveyor.storage.model import TableDef
 from conveyor.web.forms import FieldErrors, Form
 from conveyor.web.pages import NavItem, SignedIn, platform_of, posted, see_other
+from conveyor.web.submit import field_errors, submit
 from conveyor.web.templating import render
 
 router = APIRouter()
@@ -75,15 +75,10 @@ def _spec(form: Form) -> dict[str, Any]:
 @router.post("/tables", response_class=HTMLResponse)
 async def create_table(request: Request, session: SignedIn) -> Response:
     form = await posted(request, session)
-    spec = _spec(form)
-    try:
-        table = await platform_of(request).storage.tables.create(spec)
-    except (ValidationError, Conflict) as exc:
-        errors = FieldErrors()
-        if isinstance(exc, Conflict):
-            errors.add("name", exc.message)
-        else:
-            errors = FieldErrors.of(exc, FIELDS)
-        values = {name: form.get(name) for name in FIELDS}
-        return await _page(request, values=values, errors=errors, status=422)
-    return see_other(f"/admin/tables/{table.name}/design?notice=created")
+    values = {name: form.get(name) for name in FIELDS}
+    return await submit(
+        platform_of(request).storage.tables.create(_spec(form)),
+        explain=field_errors(FIELDS, conflict_field="name"),
+        again=lambda errors: _page(request, values=values, errors=errors, status=422),
+        then=lambda table: see_other(f"/admin/tables/{table.name}/design?notice=created"),
+    )

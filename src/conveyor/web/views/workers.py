@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse
 from conveyor.db.types import utcnow
 from conveyor.web.pages import NavItem, SignedIn, platform_of
 from conveyor.web.templating import render
-from conveyor.worker.heartbeat import WorkerRecord, WorkerState
+from conveyor.workers import WorkerRecord, WorkerState
 
 router = APIRouter()
 NAV = NavItem(

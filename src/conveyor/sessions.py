@@ -1,4 +1,4 @@
-"""Server-side back-office sessions.
+"""Server-side back-office sessions: the store behind the back-office's sign-in.
 
 The cookie holds a random 256-bit session id; the database holds only its SHA-256, so
 a dump yields no usable session. A session ends after `idle_timeout_s` without a
