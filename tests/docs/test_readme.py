@@ -57,6 +57,7 @@ def test_every_queue_type_has_its_page_and_the_readme_links_each() -> None:
         assert page.is_file(), page
         assert f"](docs/queues/{queue_type.value}.md)" in readme
     assert {p.name for p in (ROOT / "docs").glob("*.md")} == {
+        "architecture.md",
         "backoffice.md",
         "foreign-producers.md",
     }  # backend pages live in docs/queues/ only
